@@ -1,0 +1,57 @@
+# The NJUPT international-office assistant. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+RASA   := RASA_TELEMETRY_ENABLED=false TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/rasa
+MODEL  := models/njupt.tar.gz
+STAMP  := $(VENV)/.installed
+# Everything the model is trained from: a change to any of these retrains.
+TRAINING := config.yml domain.yml bot/nlu.py bot/languages.py data/languages.yml \
+            $(wildcard data/nlu/*.yml data/rules/*.yml)
+
+export RASA_TELEMETRY_ENABLED := false
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: help install run train test validate evaluate bench clean
+
+help: ## list the targets
+	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+install: $(STAMP) ## create .venv with Python 3.10 and install the pinned dependencies
+
+$(STAMP): pyproject.toml
+	@py=$$(.ci/find-python310) || exit 1; \
+	  echo "Creating $(VENV) with $$py"; \
+	  rm -rf $(VENV) && $$py -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade "pip<25" setuptools wheel
+	$(VENV)/bin/pip install --quiet -e '.[test]'
+	$(VENV)/bin/pip check
+	@touch $@
+
+$(MODEL): $(STAMP) $(TRAINING)
+	$(RASA) train --config config.yml --domain domain.yml --data data/nlu data/rules \
+	  --out models --fixed-model-name njupt
+	@touch $@
+
+train: $(MODEL) ## train the model when it is missing or older than its data/config
+
+run: $(MODEL) ## install, train if needed, start the action and Rasa servers (Ctrl-C stops)
+	$(VENV)/bin/bot run
+
+validate: $(STAMP) ## check the data: facts, texts and examples in every language, rasa data validate
+	$(VENV)/bin/bot check
+	$(RASA) data validate --config config.yml --domain domain.yml --data data/nlu data/rules --fail-on-warnings
+
+test: $(MODEL) ## install, train if needed, run the whole test suite
+	$(VENV)/bin/pytest -q
+
+evaluate: $(MODEL) ## NLU accuracy per language on the held-out set -> reports/evaluation.md
+	$(PY) -m bot.evaluate
+
+bench: $(MODEL) ## training time, start-up, latency and memory -> reports/bench.md
+	$(PY) -m bot.bench
+
+clean: ## remove the virtualenv, models and run-time state
+	rm -rf $(VENV) models var reports

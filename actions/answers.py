@@ -1,0 +1,136 @@
+"""Custom actions: answer a question, and switch the conversation's language.
+
+Every action first chooses the reply language (``bot.languages.choose``) from
+the message, the conversation's ``language`` slot and the channel's hint
+(``metadata.language``), then answers from ``data/texts`` and the facts.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from typing import Any
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+
+from actions.texts import join, say, texts
+from bot.languages import Choice, choose, registry, requested_language
+
+logger = logging.getLogger(__name__)
+
+LANGUAGE_SLOT = "language"
+# Messages longer than this are not answered as a question (NLU on a whole
+# letter is guesswork); the user is asked for a sentence or two instead.
+MAX_QUESTION_CHARS = 2000
+LANGUAGE_COMMAND = "/lang"
+# Intents whose answer is the text of the same name in data/texts.
+ANSWERED_INTENTS = frozenset(
+    {
+        "ask_department", "ask_partners", "ask_hk_macau_taiwan", "ask_visiting_scholars",
+        "ask_conferences", "ask_joint_programmes", "ask_nyit_college", "ask_joint_masters",
+        "ask_study_fields", "ask_degrees", "ask_apt", "ask_foreign_experts",
+        "ask_training_target", "ask_philosophy", "ask_address", "ask_visit",
+        "greet", "goodbye", "thanks", "bot_capabilities", "bot_identity",
+        "out_of_scope", "nlu_fallback",
+    }
+)  # fmt: skip
+
+
+def _message(tracker: Tracker) -> tuple[str, str | None, dict[str, Any]]:
+    message = tracker.latest_message or {}
+    intent = (message.get("intent") or {}).get("name")
+    return message.get("text") or "", intent, message.get("metadata") or {}
+
+
+def _wants_language(tracker: Tracker) -> bool:
+    text, intent, _ = _message(tracker)
+    return intent == "change_language" or text.lstrip().lower().startswith(LANGUAGE_COMMAND)
+
+
+def reply_language(tracker: Tracker) -> Choice:
+    """The language of this turn's reply (rules in bot/languages.py)."""
+    text, _, metadata = _message(tracker)
+    explicit = None
+    if _wants_language(tracker):
+        entity = next(tracker.get_latest_entity_values("language"), None)
+        explicit = registry().normalize(entity) or requested_language(text)
+    return choose(text, tracker.get_slot(LANGUAGE_SLOT), metadata.get("language"), explicit)
+
+
+def spoken_languages(language: str) -> str:
+    """'English, 简体中文, 繁體中文, Русский and Français', joined in ``language``."""
+    source = texts()
+    return join([source.raw("language_name", code) for code in registry().codes], language)
+
+
+def language_buttons() -> list[dict[str, str]]:
+    return [
+        {"title": texts().raw("language_name", code), "payload": f'/change_language{{"language":"{code}"}}'}
+        for code in registry().codes
+    ]
+
+
+class LanguageAction(Action, ABC):
+    """Chooses the reply language, then lets the subclass answer in it."""
+
+    @abstractmethod
+    def name(self) -> str: ...
+
+    @abstractmethod
+    def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, choice: Choice) -> list[EventType]:
+        """Say this action's answer in ``choice.language``."""
+
+    def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
+    ) -> list[EventType]:
+        choice = reply_language(tracker)
+        logger.debug("reply language %s (%s)", choice.language, choice.reason)
+        events: list[EventType] = []
+        if choice.reason in ("explicit", "detected") and choice.language != tracker.get_slot(LANGUAGE_SLOT):
+            events.append(SlotSet(LANGUAGE_SLOT, choice.language))
+        if choice.unsupported:
+            dispatcher.utter_message(
+                text=say("language_unsupported", choice.language, languages=spoken_languages(choice.language))
+            )
+            return events
+        return events + self.respond(dispatcher, tracker, choice)
+
+
+def _switch(dispatcher: CollectingDispatcher, choice: Choice) -> list[EventType]:
+    if choice.reason == "explicit":
+        dispatcher.utter_message(text=say("language_switched", choice.language))
+    else:
+        dispatcher.utter_message(text=say("language_choose", choice.language), buttons=language_buttons())
+    return []
+
+
+class ActionSwitchLanguage(LanguageAction):
+    """Switches the conversation to the language asked for, or offers the choice."""
+
+    def name(self) -> str:
+        return "action_switch_language"
+
+    def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, choice: Choice) -> list[EventType]:
+        return _switch(dispatcher, choice)
+
+
+class ActionAnswerQuestion(LanguageAction):
+    """Answers the question of the latest intent from the department's facts."""
+
+    def name(self) -> str:
+        return "action_answer_question"
+
+    def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, choice: Choice) -> list[EventType]:
+        if _wants_language(tracker):
+            return _switch(dispatcher, choice)
+        text, intent, _ = _message(tracker)
+        if not text.strip():
+            key = "empty_message"
+        elif len(text) > MAX_QUESTION_CHARS:
+            key = "long_message"
+        else:
+            key = intent if intent in ANSWERED_INTENTS else "nlu_fallback"
+        dispatcher.utter_message(text=say(key, choice.language))
+        return []

@@ -1,0 +1,160 @@
+"""Everything the bot says, in every language, with the facts filled in.
+
+``data/texts/<code>.yml`` holds one file per language with the same keys as the
+default language's file. A derived language (Traditional Chinese) is converted
+from its base with OpenCC, then its own file overrides single keys.
+``problems()`` lists every missing key, extra key or placeholder mismatch,
+naming the key, the language and the file; a test fails on any of them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import string
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from actions.facts import Facts, Localized, facts
+from bot.languages import Registry, registry, to_traditional
+
+TEXTS_DIR = Path(__file__).resolve().parent.parent / "data" / "texts"
+
+logger = logging.getLogger(__name__)
+
+
+class TextsError(ValueError):
+    """A texts file cannot be read."""
+
+
+def placeholders_of(text: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
+
+
+def _read(path: Path) -> dict[str, str]:
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise TextsError(f"{path}: cannot read: {error}") from error
+    if not isinstance(raw, dict) or not all(isinstance(v, str) for v in raw.values()):
+        raise TextsError(f"{path}: expected `key: text` lines only")
+    return raw
+
+
+@dataclass(frozen=True)
+class Texts:
+    by_language: dict[str, dict[str, str]]
+    files: dict[str, Path]
+    default: str
+
+    def problems(self) -> list[str]:
+        """Every key missing, extra or with other placeholders than the default language's."""
+        reference = self.by_language[self.default]
+        found = []
+        for language, texts in self.by_language.items():
+            where = f"{self.files[language]} ({language})"
+            for key, text in reference.items():
+                if key not in texts:
+                    found.append(f"{where}: key {key!r} has no translation")
+                elif placeholders_of(texts[key]) != placeholders_of(text):
+                    found.append(
+                        f"{where}: key {key!r} has placeholders {sorted(placeholders_of(texts[key]))}, "
+                        f"expected {sorted(placeholders_of(text))}"
+                    )
+            found += [f"{where}: key {key!r} is unknown" for key in texts.keys() - reference.keys()]
+        return found
+
+    def raw(self, key: str, language: str) -> str:
+        texts = self.by_language.get(language, {})
+        if key not in texts:
+            logger.warning("text %s missing in %s, using %s", key, language, self.default)
+            return self.by_language[self.default][key]
+        return texts[key]
+
+
+def load_texts(directory: Path = TEXTS_DIR, languages: Registry | None = None) -> Texts:
+    languages = languages or registry()
+    by_language: dict[str, dict[str, str]] = {}
+    files: dict[str, Path] = {}
+    for code, lang in languages.languages.items():
+        files[code] = directory / f"{code}.yml"
+        if lang.derive_from:
+            continue
+        if not files[code].exists():
+            raise TextsError(f"{files[code]}: missing: every language in data/languages.yml needs one")
+        by_language[code] = _read(files[code])
+    for code, lang in languages.languages.items():
+        if lang.derive_from:
+            base = {k: to_traditional(v) for k, v in by_language[lang.derive_from].items()}
+            overrides = _read(files[code]) if files[code].exists() else {}
+            by_language[code] = base | overrides
+    return Texts(by_language, files, languages.default)
+
+
+@functools.cache
+def texts() -> Texts:
+    """The texts, read once per process."""
+    return load_texts()
+
+
+def join(items: list[str], language: str, source: Texts | None = None) -> str:
+    """'a, b and c' in the language's own way ('a、b和c' in Chinese)."""
+    source = source or texts()
+    if len(items) < 2:
+        return "".join(items)
+    separator = source.raw("list_separator", language)
+    return separator.join(items[:-1]) + source.raw("list_last_separator", language) + items[-1]
+
+
+def fact_values(language: str, known: Facts | None = None, source: Texts | None = None) -> dict[str, str]:
+    """The value of every fact placeholder, in ``language``."""
+    f, source = known or facts(), source or texts()
+
+    def one(value: Localized) -> str:
+        return value.get(language)
+
+    def many(values: tuple[Localized, ...]) -> str:
+        return join([v.get(language) for v in values], language, source)
+
+    values = {
+        "university": one(f.university),
+        "university_short": one(f.university_short),
+        "department": one(f.department),
+        "functions": many(f.functions),
+        "country_count": str(f.partner_country_count),
+        "countries": many(f.partner_countries),
+        "areas": many(f.partner_areas),
+        "contact_areas": many(f.contact_areas),
+        "scholar_count": str(f.scholar_count),
+        "programme_university_count": str(f.programme_university_count),
+        "named_universities": many(f.named_universities),
+        "field": one(f.programme_field),
+        "college": one(f.college),
+        "master_partners": many(f.master_partners),
+        "undergraduate_fields": many(f.undergraduate_fields),
+        "degrees": many(f.degrees),
+        "apt_since": str(f.apt_since),
+        "apt_programme_count": str(f.apt_programme_count),
+        "apt_country_count": str(f.apt_country_count),
+        "street": one(f.street),
+        "city": one(f.city),
+        "postcode": f.postcode,
+        "country": one(f.country),
+    }
+    values["address"] = source.raw("address_format", language).format_map(values)
+    return values
+
+
+@functools.cache
+def _fact_values(language: str) -> dict[str, str]:
+    return fact_values(language)
+
+
+def say(key: str, language: str, **extra: str) -> str:
+    """The text ``key`` in ``language`` with the facts (and ``extra``) filled in."""
+    text = texts().raw(key, language)
+    if not placeholders_of(text):
+        return text
+    return text.format_map(_fact_values(language) | extra)

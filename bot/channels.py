@@ -1,0 +1,112 @@
+"""The REST channel at ``/webhooks/rest/webhook``: Rasa's own, made safe to face users.
+
+Registered in ``credentials.yml`` as ``bot.channels.RestChannel``. Same URL and
+JSON as Rasa's built-in REST channel::
+
+    POST /webhooks/rest/webhook
+    {"sender": "alice", "message": "Where is the office?", "metadata": {"language": "zh-CN"}}
+
+What it adds:
+
+* malformed requests (no JSON object, no sender, a message that is not text,
+  over ``MAX_MESSAGE_CHARS``) get a 400/413 with a JSON ``error`` instead of a
+  stack trace;
+* only known metadata keys (``language``: the channel's language hint) reach
+  the conversation;
+* when the bot produced no reply at all (action server down, an internal
+  error), the user gets a short apology in their language instead of silence.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
+from rasa.core.channels.rest import RestInput
+from sanic import Blueprint, response
+from sanic.request import Request
+from sanic.response import HTTPResponse
+
+from actions.texts import say
+from bot.languages import choose
+
+logger = logging.getLogger(__name__)
+
+MAX_MESSAGE_CHARS = 20_000
+MAX_SENDER_CHARS = 128
+METADATA_KEYS = ("language",)
+
+
+class BadRequest(ValueError):
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def parse_request(body: Any) -> tuple[str, str, dict[str, Any]]:
+    """Sender, text and metadata of a REST request body, or BadRequest."""
+    if not isinstance(body, dict):
+        raise BadRequest('expected a JSON object like {"sender": "id", "message": "text"}')
+    sender = body.get("sender")
+    if isinstance(sender, int) and not isinstance(sender, bool):
+        sender = str(sender)
+    if not isinstance(sender, str) or not sender.strip() or len(sender) > MAX_SENDER_CHARS:
+        raise BadRequest(f'"sender" must be a non-empty string of at most {MAX_SENDER_CHARS} characters')
+    text = body.get("message", "")
+    if text is None:
+        text = ""
+    if not isinstance(text, str):
+        raise BadRequest('"message" must be a string')
+    if len(text) > MAX_MESSAGE_CHARS:
+        raise BadRequest(f'"message" is longer than {MAX_MESSAGE_CHARS} characters', status=413)
+    metadata = body.get("metadata") or {}
+    if not isinstance(metadata, dict):
+        raise BadRequest('"metadata" must be a JSON object')
+    kept = {key: metadata[key] for key in METADATA_KEYS if isinstance(metadata.get(key), str)}
+    return sender.strip(), text, kept
+
+
+def apology(text: str, metadata: dict[str, Any]) -> dict[str, str]:
+    """What the user sees when the bot could not answer, in their language."""
+    language = choose(text, None, metadata.get("language")).language
+    return {"text": say("unavailable", language)}
+
+
+class RestChannel(RestInput):
+    """Rasa's REST channel with request checks, the language hint and an apology."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "rest"
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        webhook = Blueprint(f"custom_webhook_{type(self).__name__}", __name__)
+
+        @webhook.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            try:
+                body = request.json
+            except Exception:  # sanic raises its own InvalidUsage on bad JSON
+                body = None
+            try:
+                sender, text, metadata = parse_request(body)
+            except BadRequest as error:
+                return response.json({"error": str(error)}, status=error.status)
+            collector = CollectingOutputChannel()
+            try:
+                await on_new_message(
+                    UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
+                )
+            except Exception:
+                logger.exception("could not handle a message from sender %s", sender)
+            if not collector.messages:
+                collector.messages.append({"recipient_id": sender, **apology(text, metadata)})
+            return response.json(collector.messages)
+
+        return webhook

@@ -1,0 +1,140 @@
+"""Intent accuracy per language on the held-out questions (never trained on).
+
+    python -m bot.evaluate [--model models/njupt.tar.gz] [--no-plots]
+
+Writes ``reports/evaluation.md`` (accuracy, macro-F1, out-of-scope false accepts
+and the most frequent confusions, per language) and ``reports/evaluation.json``;
+unless ``--no-plots``, also Rasa's own report and plots (``rasa test nlu``) in
+``reports/rasa/``. The tests use ``evaluate()`` to guard each language.
+
+An out-of-scope question counts as handled when the model says ``out_of_scope``
+or ``nlu_fallback`` (both make the bot say it has no such information); it is a
+*false accept* when the model gives it a topic's answer instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import subprocess
+import sys
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from bot.coverage import HOLDOUT_DIR, read_examples
+from bot.languages import registry
+from bot.servers import MODEL, ROOT
+
+REPORTS = ROOT / "reports"
+REJECTIONS = {"out_of_scope", "nlu_fallback"}
+
+
+@dataclass
+class LanguageResult:
+    language: str
+    examples: int
+    accuracy: float
+    macro_f1: float
+    out_of_scope_false_accepts: float
+    confusions: list[tuple[str, str, int]] = field(default_factory=list)
+    errors: list[tuple[str, str, str]] = field(default_factory=list)  # text, expected, predicted
+
+
+def correct(expected: str, predicted: str) -> bool:
+    return predicted == expected or (expected == "out_of_scope" and predicted in REJECTIONS)
+
+
+def score(language: str, pairs: list[tuple[str, str, str]]) -> LanguageResult:
+    """Scores (text, expected, predicted) triples of one language."""
+    right = sum(correct(e, p) for _, e, p in pairs)
+    normal = [(e, "out_of_scope" if correct(e, p) else p) for _, e, p in pairs]
+    f1s = []
+    for intent in sorted({e for e, _ in normal}):
+        tp = sum(e == intent and p == intent for e, p in normal)
+        fp = sum(e != intent and p == intent for e, p in normal) if intent != "out_of_scope" else 0
+        fn = sum(e == intent and p != intent for e, p in normal)
+        f1s.append(2 * tp / (2 * tp + fp + fn) if tp else 0.0)
+    oos = [p for _, e, p in pairs if e == "out_of_scope"]
+    false_accepts = sum(p not in REJECTIONS for p in oos)
+    confusions = Counter((e, p) for _, e, p in pairs if not correct(e, p))
+    return LanguageResult(
+        language=language,
+        examples=len(pairs),
+        accuracy=right / len(pairs) if pairs else 0.0,
+        macro_f1=sum(f1s) / len(f1s) if f1s else 0.0,
+        out_of_scope_false_accepts=false_accepts / len(oos) if oos else 0.0,
+        confusions=[(e, p, n) for (e, p), n in confusions.most_common(5)],
+        errors=[(t, e, p) for t, e, p in pairs if not correct(e, p)],
+    )
+
+
+async def _predict(model: Path, texts: list[str]) -> list[str]:
+    from rasa.core.agent import Agent
+
+    agent = Agent.load(str(model))
+    predicted = []
+    for text in texts:
+        parsed = await agent.parse_message(text)
+        predicted.append((parsed.get("intent") or {}).get("name") or "nlu_fallback")
+    return predicted
+
+
+def evaluate(model: Path = MODEL, holdout: Path = HOLDOUT_DIR) -> dict[str, LanguageResult]:
+    """Parses every held-out question with the model; results per language."""
+    rows = []
+    for code in registry().codes:
+        for intent, examples in read_examples(holdout / f"{code}.yml").items():
+            rows += [(code, text, intent) for text in examples]
+    predicted = asyncio.run(_predict(model, [text for _, text, _ in rows]))
+    by_language: dict[str, list[tuple[str, str, str]]] = {}
+    for (code, text, intent), guess in zip(rows, predicted):
+        by_language.setdefault(code, []).append((text, intent, guess))
+    return {code: score(code, pairs) for code, pairs in by_language.items()}
+
+
+def markdown(results: dict[str, LanguageResult], model: Path) -> str:
+    lines = [
+        "| language | questions | intent accuracy | macro-F1 | out-of-scope false accepts |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for r in results.values():
+        lines.append(
+            f"| {r.language} | {r.examples} | {r.accuracy:.1%} | {r.macro_f1:.3f} "
+            f"| {r.out_of_scope_false_accepts:.1%} |"
+        )
+    lines += ["", "Most frequent confusions (expected → predicted, count):", ""]
+    for r in results.values():
+        pairs = ", ".join(f"{e} → {p} ({n})" for e, p, n in r.confusions) or "none"
+        lines.append(f"- **{r.language}**: {pairs}")
+    return (
+        f"# NLU evaluation on the held-out questions\n\nModel: `{model.name}`; questions: "
+        f"`tests/nlu_holdout/` (never trained on). Made by `make evaluate`.\n\n" + "\n".join(lines) + "\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    results = evaluate(args.model)
+    REPORTS.mkdir(exist_ok=True)
+    (REPORTS / "evaluation.md").write_text(markdown(results, args.model), encoding="utf-8")
+    (REPORTS / "evaluation.json").write_text(
+        json.dumps({k: asdict(v) for k, v in results.items()}, ensure_ascii=False, indent=1), encoding="utf-8"
+    )
+    print(markdown(results, args.model))
+    if not args.no_plots:
+        subprocess.run(
+            [sys.executable, "-m", "rasa", "test", "nlu", "--model", str(args.model),
+             "--nlu", str(HOLDOUT_DIR), "--out", str(REPORTS / "rasa")],
+            check=True, cwd=ROOT,
+        )  # fmt: skip
+        print(f"Rasa's report and plots: {REPORTS / 'rasa'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

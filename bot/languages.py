@@ -1,0 +1,272 @@
+"""The languages the assistant speaks, and which one to answer in.
+
+Pure helpers with no Rasa import, used by the NLU tokenizer (Chinese script
+normalisation), the action server (choosing the reply language) and the
+channels (normalising a language hint). The list of languages lives in
+``data/languages.yml``: adding a language is a data change.
+
+How the reply language is chosen for each message (``choose``):
+
+1. an explicit request ("answer in Chinese", ``/lang ru``, a language button);
+2. otherwise the language of a message whose language is detected confidently;
+3. otherwise the conversation's current language (short or ambiguous messages:
+   "ok", "NYIT?", "2027", an emoji, a name);
+4. before that is known, the channel's hint (``metadata.language``);
+5. otherwise the default (English).
+
+A message confidently detected in a language the bot does not speak keeps the
+language of rules 3-5 and is flagged ``unsupported``.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+import unicodedata
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+LANGUAGES_FILE = ROOT / "data" / "languages.yml"
+
+# lingua's best guess is trusted when it is at least this confident and
+# MIN_LEAD times as likely as the runner-up.
+MIN_CONFIDENCE = 0.3
+MIN_LEAD = 1.5
+# Latin or Cyrillic messages with fewer letters than this keep the language.
+MIN_LETTERS = 4
+
+HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff]")
+WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
+# Acronyms and names that say nothing about the language: NJUPT, NYIT, APT, QMUL.
+ACRONYM = re.compile(r"\b[A-Z]{2,}s?\b")
+URL = re.compile(r"https?://\S+|\S+@\S+")
+
+
+class LanguagesError(ValueError):
+    """data/languages.yml is missing a field or has a wrong one."""
+
+
+@dataclass(frozen=True)
+class Language:
+    code: str
+    lingua: str
+    script: str | None
+    aliases: tuple[str, ...]
+    names: tuple[str, ...]
+    derive_from: str | None
+
+
+@dataclass(frozen=True)
+class Registry:
+    languages: dict[str, Language]
+    default: str
+    detect_also: tuple[str, ...]
+
+    @property
+    def codes(self) -> list[str]:
+        return list(self.languages)
+
+    def normalize(self, code: object) -> str | None:
+        """Map a code or alias ("zh-CN", "ru_RU", "FR") to a supported code."""
+        if not isinstance(code, str) or not code.strip():
+            return None
+        wanted = code.strip().lower().replace("_", "-")
+        for candidate in (wanted, wanted.split("-")[0]):
+            for lang in self.languages.values():
+                if candidate == lang.code.lower() or candidate in lang.aliases:
+                    return lang.code
+        return None
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise LanguagesError(f"{where}: expected a list of strings")
+    return tuple(v.lower() for v in value)
+
+
+def load_registry(path: Path = LANGUAGES_FILE) -> Registry:
+    """Read data/languages.yml, naming the file and field of any mistake."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as error:
+        raise LanguagesError(f"{path}: cannot read: {error}") from error
+    if not isinstance(raw, dict) or not isinstance(raw.get("languages"), dict):
+        raise LanguagesError(f"{path}: languages: expected a mapping of codes")
+    languages = {}
+    for code, spec in raw["languages"].items():
+        where = f"{path}: languages.{code}"
+        if not isinstance(spec, dict) or not isinstance(spec.get("lingua"), str):
+            raise LanguagesError(f"{where}.lingua: expected an ISO 639-1 code such as EN")
+        languages[code] = Language(
+            code=code,
+            lingua=spec["lingua"].upper(),
+            script=spec.get("script"),
+            aliases=_strings(spec.get("aliases", []), f"{where}.aliases"),
+            names=_strings(spec.get("names", []), f"{where}.names"),
+            derive_from=spec.get("derive_from"),
+        )
+        if languages[code].derive_from and languages[code].derive_from not in raw["languages"]:
+            raise LanguagesError(f"{where}.derive_from: unknown language {spec['derive_from']!r}")
+    default = raw.get("default", "en")
+    if default not in languages:
+        raise LanguagesError(f"{path}: default: {default!r} is not one of {list(languages)}")
+    detect_also = tuple(c.upper() for c in _strings(raw.get("detect_also", []), f"{path}: detect_also"))
+    return Registry(languages, default, detect_also)
+
+
+@functools.cache
+def registry() -> Registry:
+    return load_registry()
+
+
+# --- Chinese scripts ---------------------------------------------------------
+
+
+@functools.cache
+def _opencc(config: str):
+    import opencc  # opencc-python-reimplemented: dictionaries ship in the package
+
+    return opencc.OpenCC(config)
+
+
+def to_simplified(text: str) -> str:
+    """Traditional to Simplified Chinese, character for character (same length)."""
+    return _opencc("t2s").convert(text) if HAN.search(text) else text
+
+
+def to_traditional(text: str) -> str:
+    """Simplified to Traditional Chinese (Taiwan standard characters)."""
+    return _opencc("s2tw").convert(text) if HAN.search(text) else text
+
+
+def chinese_script(text: str) -> str | None:
+    """'Hant' or 'Hans' when the characters tell, None when they are common to both."""
+    han = "".join(HAN.findall(text))
+    traditional = sum(1 for a, b in zip(han, to_simplified(han)) if a != b)
+    simplified = sum(1 for a, b in zip(han, _opencc("s2t").convert(han)) if a != b)
+    if traditional > simplified:
+        return "Hant"
+    if simplified > traditional:
+        return "Hans"
+    return None
+
+
+# --- detection -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Detection:
+    """What a message's text says about its language.
+
+    ``language`` is a supported code, ``"zh"`` for Chinese of either script when
+    the characters do not tell, or None. ``unsupported`` is the ISO code of a
+    confidently detected language the bot does not speak.
+    """
+
+    language: str | None = None
+    unsupported: str | None = None
+
+
+@functools.cache
+def _detector():
+    from lingua import IsoCode639_1, Language as LinguaLanguage, LanguageDetectorBuilder
+
+    reg = registry()
+    isos = {lang.lingua for lang in reg.languages.values()} | set(reg.detect_also)
+    langs = [LinguaLanguage.from_iso_code_639_1(getattr(IsoCode639_1, iso)) for iso in sorted(isos)]
+    return LanguageDetectorBuilder.from_languages(*langs).with_preloaded_language_models().build()
+
+
+def warm_up() -> None:
+    """Load the detector and the OpenCC dictionaries now rather than on the first message."""
+    _detector()
+    chinese_script("预热")
+
+
+def detect(text: str) -> Detection:
+    reg = registry()
+    cleaned = ACRONYM.sub(" ", URL.sub(" ", text or ""))
+    han = len(HAN.findall(cleaned))
+    words = WORD.findall(HAN.sub(" ", cleaned))
+    letters = sum(len(w) for w in words)
+    if han and not KANA_HANGUL.search(cleaned) and han >= 2 * len(words):
+        # Chinese dominates (about two characters a word), mixed English or not.
+        script = chinese_script(cleaned)
+        for lang in reg.languages.values():
+            if lang.lingua == "ZH" and lang.script == script:
+                return Detection(lang.code)
+        return Detection("zh")
+    if not KANA_HANGUL.search(cleaned) and letters < MIN_LETTERS:
+        return Detection()
+    latin_text = " ".join(words) if not KANA_HANGUL.search(cleaned) else cleaned
+    values = _detector().compute_language_confidence_values(latin_text)
+    best, runner_up = values[0].value, values[1].value if len(values) > 1 else 0.0
+    if best < MIN_CONFIDENCE or best < MIN_LEAD * runner_up:
+        return Detection()
+    iso = values[0].language.iso_code_639_1.name
+    for lang in reg.languages.values():
+        if lang.lingua == iso and iso != "ZH":
+            return Detection(lang.code)
+    if iso == "ZH":
+        return Detection("zh")
+    return Detection(unsupported=iso)
+
+
+# --- explicit requests -----------------------------------------------------------
+
+
+def _fold(text: str) -> str:
+    text = unicodedata.normalize("NFKC", text).lower()
+    return to_simplified(text).replace("ё", "е")
+
+
+def requested_language(text: str) -> str | None:
+    """The language a message asks for by name ("answer in Chinese", "/lang ru")."""
+    reg = registry()
+    folded = _fold(text or "")
+    command = re.match(r"^\s*/lang(?:uage)?\s+(\S+)", folded)
+    if command:
+        return reg.normalize(command.group(1))
+    best: tuple[int, str] | None = None
+    for lang in reg.languages.values():
+        for name in lang.names:
+            if _fold(name) in folded and (best is None or len(name) > best[0]):
+                best = (len(name), lang.code)
+    return best[1] if best else None
+
+
+# --- the choice ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Choice:
+    language: str
+    reason: str  # explicit | detected | kept | hint | default
+    unsupported: str | None = None
+
+
+def choose(text: str, current: str | None, hint: object = None, explicit: str | None = None) -> Choice:
+    """The language to answer this message in (see the module docstring)."""
+    reg = registry()
+    if explicit in reg.languages:
+        return Choice(explicit, "explicit")
+    current = current if current in reg.languages else None
+    hinted = reg.normalize(hint)
+    detection = detect(text)
+    if detection.language == "zh":
+        for candidate in (current, hinted):
+            if candidate and reg.languages[candidate].lingua == "ZH":
+                return Choice(candidate, "detected")
+        zh = [lang.code for lang in reg.languages.values() if lang.lingua == "ZH"]
+        return Choice(zh[0], "detected")
+    if detection.language:
+        return Choice(detection.language, "detected")
+    if current:
+        return Choice(current, "kept", detection.unsupported)
+    if hinted:
+        return Choice(hinted, "hint", detection.unsupported)
+    return Choice(reg.default, "default", detection.unsupported)

@@ -1,0 +1,117 @@
+"""Shared fixtures: fresh trackers, the trained model, the running servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+from bot.servers import MODEL, Servers
+
+LANGUAGES = ["en", "zh-Hans", "zh-Hant", "ru", "fr"]
+
+
+def make_tracker(
+    text: str = "",
+    intent: str | None = None,
+    slots: dict[str, Any] | None = None,
+    entities: list[dict[str, Any]] | None = None,
+    metadata: dict[str, Any] | None = None,
+    sender_id: str = "test-user",
+) -> Tracker:
+    """A fresh tracker whose latest message is ``text`` classified as ``intent``."""
+    return Tracker.from_dict(
+        {
+            "sender_id": sender_id,
+            "slots": slots or {},
+            "latest_message": {
+                "text": text,
+                "intent": {"name": intent, "confidence": 1.0} if intent else {},
+                "entities": entities or [],
+                "metadata": metadata or {},
+            },
+            "events": [],
+            "paused": False,
+            "followup_action": None,
+            "active_loop": {},
+            "latest_action_name": "action_listen",
+        }
+    )
+
+
+@pytest.fixture
+def dispatcher() -> CollectingDispatcher:
+    return CollectingDispatcher()
+
+
+@pytest.fixture(scope="session")
+def model() -> Path:
+    if not MODEL.exists():
+        pytest.fail(f"no trained model at {MODEL}: `make test` trains it first")
+    return MODEL
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def servers(model: Path, tmp_path_factory: pytest.TempPathFactory):
+    """The real action server and Rasa server, shared by every end-to-end test."""
+    database = tmp_path_factory.mktemp("db") / "bot.db"
+    running = Servers(
+        model=model,
+        rasa_port=free_port(),
+        action_port=free_port(),
+        env={"DATABASE_URL": f"sqlite:///{database}"},
+        log_dir=tmp_path_factory.mktemp("logs"),
+    )
+    with running:
+        yield running
+
+
+def post(url: str, body: Any, timeout: float = 60) -> tuple[int, Any]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as reply:
+            return reply.status, json.loads(reply.read() or b"null")
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null")
+
+
+class Chat:
+    """One user talking to the REST channel."""
+
+    def __init__(self, servers: Servers, sender: str, language_hint: str | None = None) -> None:
+        self.url = f"{servers.rasa_url}/webhooks/rest/webhook"
+        self.sender, self.hint = sender, language_hint
+
+    def send(self, text: str) -> list[dict[str, Any]]:
+        body: dict[str, Any] = {"sender": self.sender, "message": text}
+        if self.hint:
+            body["metadata"] = {"language": self.hint}
+        status, replies = post(self.url, body)
+        assert status == 200, replies
+        return replies
+
+    def ask(self, text: str) -> str:
+        """The bot's reply texts, joined."""
+        return "\n".join(r.get("text", "") for r in self.send(text))
+
+
+@pytest.fixture
+def chat(servers: Servers, request: pytest.FixtureRequest):
+    def start(language_hint: str | None = None, sender: str | None = None) -> Chat:
+        return Chat(servers, sender or f"{request.node.name}-{os.urandom(4).hex()}", language_hint)
+
+    return start

@@ -1,0 +1,111 @@
+"""The department data: the facts loader, the texts of every language, coverage."""
+
+from pathlib import Path
+
+import pytest
+
+from actions.facts import FACTS_FILE, FactsError, load_facts
+from actions.texts import TextsError, fact_values, load_texts, say
+from bot.coverage import problems
+
+from .conftest import LANGUAGES
+
+
+def test_every_language_has_every_text_and_enough_examples():
+    assert problems() == []
+
+
+def test_facts_match_the_brief():
+    facts = load_facts()
+    assert facts.partner_country_count == 16
+    assert facts.scholar_count == 800
+    assert facts.programme_university_count == 11
+    assert (facts.apt_since, facts.apt_programme_count, facts.apt_country_count) == (1990, 20, 26)
+    assert facts.postcode == "210003"
+    assert facts.street.get("en") == "66 New Mofan Road"
+    assert [f.get("en") for f in facts.functions] == ["management", "guidance", "coordination", "service"]
+    assert len(facts.partner_countries) == 9
+
+
+def broken(tmp_path: Path, old: str, new: str) -> Path:
+    path = tmp_path / "department.yml"
+    text = FACTS_FILE.read_text(encoding="utf-8")
+    assert old in text
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("scholar_count: 800", "scholar_count: many", "visitors.scholar_count: expected a whole number"),
+        ("  postcode: \"210003\"\n", "", "address.postcode: missing"),
+        ("ru: Германия, ", "", "partners.countries[2].ru: missing"),
+        ("apt:\n", "apt: [\n", "cannot read"),
+    ],
+)
+def test_a_broken_facts_file_names_the_file_and_field(tmp_path, old, new, message):
+    path = broken(tmp_path, old, new)
+    with pytest.raises(FactsError) as error:
+        load_facts(path)
+    assert str(path) in str(error.value)
+    assert message in str(error.value)
+
+
+def test_a_missing_texts_file_is_named(tmp_path):
+    (tmp_path / "en.yml").write_text("greet: hi\n", encoding="utf-8")
+    with pytest.raises(TextsError, match="zh-Hans.yml: missing"):
+        load_texts(tmp_path)
+
+
+def test_a_missing_translation_names_key_language_and_file(tmp_path):
+    texts = load_texts()
+    for code in ("en", "zh-Hans", "ru", "fr"):
+        content = dict(texts.by_language[code])
+        if code == "fr":
+            del content["ask_apt"]
+        import yaml
+
+        (tmp_path / f"{code}.yml").write_text(yaml.safe_dump(content, allow_unicode=True), encoding="utf-8")
+    found = load_texts(tmp_path).problems()
+    assert any("fr.yml (fr): key 'ask_apt' has no translation" in p for p in found), found
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_every_text_renders_with_the_facts(language):
+    texts = load_texts()
+    for key in texts.by_language["en"]:
+        rendered = say(key, language, languages="…")
+        assert "{" not in rendered and rendered.strip(), key
+
+
+@pytest.mark.parametrize(
+    "language, fragments",
+    [
+        ("en", ["66 New Mofan Road", "Nanjing 210003", "P.R. China"]),
+        ("zh-Hans", ["新模范马路66号", "南京", "210003"]),
+        ("zh-Hant", ["新模範馬路66號", "南京", "210003"]),
+        ("ru", ["New Mofan Road", "Нанкин", "210003"]),
+        ("fr", ["66 New Mofan Road", "Nankin", "210003"]),
+    ],
+)
+def test_the_address_in_each_language(language, fragments):
+    address = fact_values(language)["address"]
+    for fragment in fragments:
+        assert fragment in address
+
+
+def test_traditional_chinese_is_converted_from_simplified():
+    assert "郵電大學" in say("ask_address", "zh-Hant")
+    assert say("language_name", "zh-Hant") == "繁體中文"
+
+
+NOT_IN_THE_BRIEF = ["@", "http", "www.", "+86", "tel", "phone:", "¥", "$", "RMB", "deadline:"]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_no_text_invents_contact_details(language):
+    texts = load_texts()
+    for key in texts.by_language["en"]:
+        rendered = say(key, language, languages="…").lower()
+        assert not [w for w in NOT_IN_THE_BRIEF if w.lower() in rendered], (key, rendered)
