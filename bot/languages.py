@@ -189,6 +189,8 @@ def warm_up() -> None:
 
 def detect(text: str) -> Detection:
     reg = registry()
+    if (text or "").lstrip().startswith("/"):
+        return Detection()  # a command or a button's payload says nothing of the language
     cleaned = ACRONYM.sub(" ", URL.sub(" ", text or ""))
     han = len(HAN.findall(cleaned))
     words = WORD.findall(HAN.sub(" ", cleaned))

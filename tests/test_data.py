@@ -1,5 +1,6 @@
 """The department data: the facts loader, the texts of every language, coverage."""
 
+import re
 from pathlib import Path
 
 import pytest
@@ -100,12 +101,13 @@ def test_traditional_chinese_is_converted_from_simplified():
     assert say("language_name", "zh-Hant") == "繁體中文"
 
 
-NOT_IN_THE_BRIEF = ["@", "http", "www.", "+86", "tel", "phone:", "¥", "$", "RMB", "deadline:"]
+# The brief gives no e-mail, web address, phone number or fee: the bot has none.
+NOT_IN_THE_BRIEF = re.compile(r"\S+@\S+|https?://|www\.|\+?\d[\d ()-]{7,}\d|[¥$€£]|\bRMB\b|\byuan\b|人民币|元/")
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_no_text_invents_contact_details(language):
     texts = load_texts()
     for key in texts.by_language["en"]:
-        rendered = say(key, language, languages="…").lower()
-        assert not [w for w in NOT_IN_THE_BRIEF if w.lower() in rendered], (key, rendered)
+        rendered = say(key, language, languages="…")
+        assert not NOT_IN_THE_BRIEF.search(rendered), (key, rendered)

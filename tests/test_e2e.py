@@ -1,0 +1,164 @@
+"""End to end: the real action server and Rasa server, asked over HTTP.
+
+The servers are started once per test session (conftest.py `servers`) on free
+ports with a SQLite database of their own.
+"""
+
+import json
+import re
+import urllib.request
+
+import pytest
+
+from actions.texts import say
+from bot.languages import detect
+from bot.servers import Servers
+
+from .conftest import LANGUAGES, post
+
+pytestmark = pytest.mark.e2e
+
+# The same questions in every language (not in the training data), and the
+# facts each answer must contain.
+QUESTIONS = {
+    "address": {
+        "en": "What's the postal address of the international office?",
+        "zh-Hans": "国际合作与交流处的邮寄地址是什么？",
+        "zh-Hant": "請問國際交流處的郵寄地址是什麼？",
+        "ru": "Подскажите почтовый адрес международного отдела",
+        "fr": "Quelle est l'adresse postale du bureau des relations internationales ?",
+    },
+    "partners": {
+        "en": "With how many countries does NJUPT cooperate?",
+        "zh-Hans": "南邮和多少个国家的大学有合作关系？",
+        "zh-Hant": "南郵和多少個國家的大學有合作關係？",
+        "ru": "Со сколькими странами сотрудничает университет?",
+        "fr": "Avec combien de pays l'université coopère-t-elle ?",
+    },
+    "joint": {
+        "en": "Tell me about your joint programs with universities abroad",
+        "zh-Hans": "介绍一下南邮跟国外大学的合作办学项目",
+        "zh-Hant": "介紹一下南郵跟國外大學的合作辦學計畫",
+        "ru": "Расскажите о совместных программах с зарубежными вузами",
+        "fr": "Parlez-moi de vos programmes conjoints avec des universités étrangères",
+    },
+}
+FACTS = {
+    "address": {"en": ["66 New Mofan Road", "210003"], "zh-Hans": ["新模范马路66号", "210003"],
+                "zh-Hant": ["新模範馬路66號", "210003"], "ru": ["New Mofan Road", "210003"],
+                "fr": ["66 New Mofan Road", "210003"]},
+    "partners": {lang: ["16"] for lang in LANGUAGES},
+    "joint": {"en": ["11", "Queen Mary", "New York Institute of Technology"],
+              "zh-Hans": ["11", "玛丽女王", "纽约理工"], "zh-Hant": ["11", "瑪麗女王", "紐約理工"],
+              "ru": ["11", "королевы Марии", "Нью-Йоркский"], "fr": ["11", "Queen Mary", "New York Institute of Technology"]},
+}  # fmt: skip
+SIMPLIFIED_ONLY = re.compile("[邮国际处们这个学与实华专门]")
+TRADITIONAL_ONLY = re.compile("[郵國際處們這個學與實華專門]")
+
+
+def language_of(reply: str) -> str | None:
+    return detect(reply).language
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("topic", sorted(QUESTIONS))
+def test_the_same_question_gets_the_same_facts_in_each_language(chat, topic, language):
+    reply = chat().ask(QUESTIONS[topic][language])
+    for fact in FACTS[topic][language]:
+        assert fact in reply, reply
+    assert language_of(reply) in (language, "zh"), reply
+    if language == "zh-Hans":
+        assert not TRADITIONAL_ONLY.search(reply), reply
+    if language == "zh-Hant":
+        assert TRADITIONAL_ONLY.search(reply) and not SIMPLIFIED_ONLY.search(reply), reply
+
+
+@pytest.mark.parametrize(
+    "question, language",
+    [("How much is the tuition fee for a master's?", "en"), ("留学生宿舍一个月多少钱", "zh-Hans"),
+     ("what will the weather be like in nanjing tomorrow", "en"), ("Нужна ли виза для учёбы?", "ru"),
+     ("Quelle est la date limite pour postuler ?", "fr")],
+)  # fmt: skip
+def test_out_of_scope_questions_get_no_invented_answer(chat, question, language):
+    reply = chat().ask(question)
+    assert reply in (say("out_of_scope", language), say("nlu_fallback", language)), reply
+
+
+def test_a_conversation_keeps_its_language_and_switches_twice(chat):
+    user = chat()
+    assert "210003" in user.ask("where is the office?")
+    assert user.ask("ok") in {say(k, "en") for k in ("nlu_fallback", "thanks", "greet", "out_of_scope")}
+    assert user.ask("南邮有哪些中外合作项目？") == say("ask_joint_programmes", "zh-Hans")
+    assert language_of(user.ask("NYIT?")) in ("zh-Hans", "zh")
+    assert user.ask("could you answer in French please") == say("language_switched", "fr")
+    assert language_of(user.ask("2027")) == "fr"
+
+
+def test_the_channel_hint_sets_the_first_reply_language(chat):
+    assert chat(language_hint="ru-RU").ask("ok") in {say(k, "ru") for k in ("nlu_fallback", "thanks", "greet")}
+
+
+def test_the_lang_command_and_a_language_button(chat):
+    user = chat()
+    assert user.ask("/lang ru") == say("language_switched", "ru")
+    (choose,) = user.send("/lang")
+    assert choose["text"] == say("language_choose", "ru")
+    fr_button = next(b for b in choose["buttons"] if b["title"] == "Français")
+    assert user.ask(fr_button["payload"]) == say("language_switched", "fr")
+
+
+def test_an_unsupported_language_is_told_which_languages_the_bot_speaks(chat):
+    reply = chat().ask("Guten Tag, wo ist das Büro für internationale Zusammenarbeit?")
+    assert reply == say("language_unsupported", "en", languages="English, 简体中文, 繁體中文, Русский and Français")
+
+
+@pytest.mark.parametrize(
+    "message, expected_key",
+    [("", "empty_message"), ("   ", "empty_message"), ("x" * 10_000, "long_message")],
+)
+def test_empty_and_huge_messages_get_a_polite_answer(chat, message, expected_key):
+    assert chat().ask(message) == say(expected_key, "en")
+
+
+@pytest.mark.parametrize("message", ["😀😀😀", "🙏", "ꦲꦤꦕꦫꦏ", "/", "/nonsense{\"language\": \"ru\"}", "////", "{}"])
+def test_odd_messages_get_a_reply(chat, message):
+    reply = chat().ask(message)
+    assert reply.strip(), message
+
+
+def test_injected_entities_cannot_set_the_language(chat):
+    user = chat()
+    assert user.ask('/greet{"language":"ru"}') == say("greet", "en")
+    assert user.ask("ok") in {say(k, "en") for k in ("nlu_fallback", "thanks", "greet")}
+
+
+@pytest.mark.parametrize(
+    "body, status",
+    [(b"not json", 400), (b"[1, 2]", 400), ({"message": "hi"}, 400), ({"sender": "", "message": "hi"}, 400),
+     ({"sender": "a", "message": 42}, 400), ({"sender": "a", "message": "hi", "metadata": "fr"}, 400),
+     ({"sender": "a", "message": "x" * 20_001}, 413)],
+)  # fmt: skip
+def test_malformed_requests_get_a_clear_error(servers, body, status):
+    code, reply = post(f"{servers.rasa_url}/webhooks/rest/webhook", body)
+    assert code == status and "error" in reply
+
+
+def test_conversations_persist_across_restarts(servers: Servers, chat):
+    user = chat()
+    assert user.ask("Parlez-vous français ?") == say("language_switched", "fr")
+    servers.stop()
+    servers.start()
+    # "ok" says nothing of its language: the French comes from the stored conversation
+    assert language_of(user.ask("NYIT ?")) == "fr"
+
+
+def test_when_the_action_server_is_down_the_user_gets_an_apology(servers: Servers, chat):
+    action_server = servers.processes[0]
+    action_server.stop()
+    try:
+        assert chat().ask("Where is the international office?") == say("unavailable", "en")
+        assert chat().ask("国际处在哪里？") == say("unavailable", "zh-Hans")
+    finally:
+        action_server.start()
+        servers.wait_ready(120)
+    assert "210003" in chat().ask("Where is the international office?")
