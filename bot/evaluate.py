@@ -71,8 +71,14 @@ def score(language: str, pairs: list[tuple[str, str, str]]) -> LanguageResult:
 
 
 async def _predict(model: Path, texts: list[str]) -> list[str]:
-    from rasa.core.agent import Agent
+    import logging
 
+    from rasa.core.agent import Agent
+    from rasa.utils.common import configure_logging_and_warnings
+    from rasa.utils.log_utils import configure_structlog
+
+    configure_logging_and_warnings(logging.WARNING)
+    configure_structlog(logging.WARNING)
     agent = Agent.load(str(model))
     predicted = []
     for text in texts:

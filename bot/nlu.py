@@ -7,7 +7,10 @@ tokenizer cannot split Chinese, so ``config.yml`` uses this one:
   for one character), so one model understands both scripts;
 * runs of Han characters are segmented with jieba (its dictionary ships in the
   package), everything else is split into words;
-* tokens are lower-cased; offsets point into the original text.
+* tokens are lower-cased; offsets point into the original text;
+* each Latin or Cyrillic word gets its Snowball stem as its lemma (Russian for
+  Cyrillic; French or English for Latin, by the message's language), so the
+  word features see "университета" and "университет" as one word.
 
 Char n-gram features (``CountVectorsFeaturizer`` with ``char_wb``) then make
 the model robust to typos and to words jieba segments differently.
@@ -32,6 +35,37 @@ from bot.languages import HAN, to_simplified
 # A run of Han characters, or a word of letters/digits (with inner ' or -).
 _HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 PIECE = re.compile(rf"[{_HAN}]+|[^\W_{_HAN}]+(?:['’-][^\W_{_HAN}]+)*")
+
+
+STEMMED = re.compile(r"[a-zà-ÿœæа-яё]", re.IGNORECASE)
+CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
+
+
+@functools.cache
+def _stemmer(language: str):
+    import snowballstemmer  # pure Python, the rules ship in the package
+
+    return snowballstemmer.stemmer(language)
+
+
+@functools.cache
+def _english_or_french():
+    from lingua import Language, LanguageDetectorBuilder
+
+    return LanguageDetectorBuilder.from_languages(Language.ENGLISH, Language.FRENCH).build()
+
+
+def latin_stemmer_language(text: str) -> str:
+    """'french' when the message reads as French, else 'english'."""
+    from lingua import Language
+
+    return "french" if _english_or_french().detect_language_of(text) == Language.FRENCH else "english"
+
+
+def stem(word: str, latin_language: str) -> str:
+    if not STEMMED.search(word):
+        return word
+    return _stemmer("russian" if CYRILLIC.search(word) else latin_language).stemWord(word)
 
 
 @functools.cache
@@ -84,6 +118,8 @@ class MultilingualTokenizer(Tokenizer):
 
     def tokenize(self, message: Message, attribute: str) -> list[Token]:
         text = message.get(attribute) or ""
+        latin = latin_stemmer_language(text)
+        tokens = [Token(word, start, lemma=stem(word, latin)) for word, start in split(text)]
         # Like Rasa's own tokenizers: a text with no words (emoji only) is one token.
-        tokens = [Token(word, start) for word, start in split(text)] or [Token(text, 0)]
+        tokens = tokens or [Token(text, 0)]
         return self._apply_token_pattern(tokens)
