@@ -1,0 +1,229 @@
+"""Visit requests and messages to the office, kept in a real database.
+
+SQLAlchemy (1.4, as Rasa 3.6 ships) on the database named by ``DATABASE_URL``
+(bot/stores.py): a SQLite file by default, PostgreSQL in production. The schema
+is created on first use and upgraded in place by numbered migrations, so no
+request is lost when it changes. References (``V-2027-0001`` for visits,
+``Q-2026-0001`` for questions) come from a counter row updated in the same
+transaction as the insert, so concurrent writers (several action-server
+workers) never lose a request or share a reference.
+
+Personal data (names, e-mails, questions) lives only in the ``requests`` table;
+nothing here logs it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from bot.stores import database_url
+
+logger = logging.getLogger(__name__)
+
+KINDS = {"visit": "V", "question": "Q"}
+STATUSES = ("open", "closed")
+
+metadata = sa.MetaData()
+requests_table = sa.Table(
+    "office_requests",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ref", sa.String(20), nullable=False, unique=True),
+    sa.Column("kind", sa.String(10), nullable=False),
+    sa.Column("status", sa.String(10), nullable=False, default="open"),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("closed_at", sa.DateTime),
+    sa.Column("note", sa.Text),
+    sa.Column("language", sa.String(10)),
+    sa.Column("sender_id", sa.String(128)),
+    sa.Column("full_name", sa.String(200)),
+    sa.Column("institution", sa.String(300)),
+    sa.Column("country", sa.String(100)),
+    sa.Column("email", sa.String(254)),
+    sa.Column("purpose", sa.String(30)),
+    sa.Column("arrival", sa.Date),
+    sa.Column("departure", sa.Date),
+    sa.Column("details", sa.Text),  # topic or notes of a visit; the question of a message
+)
+counters_table = sa.Table(
+    "office_request_counters",
+    metadata,
+    sa.Column("prefix", sa.String(10), primary_key=True),  # e.g. "V-2027"
+    sa.Column("value", sa.Integer, nullable=False),
+)
+schema_table = sa.Table("office_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
+
+
+def _create_v1(connection: Connection) -> None:
+    for table in (requests_table, counters_table):
+        table.create(connection, checkfirst=True)
+
+
+# Numbered schema changes, applied in order, each in its own transaction.
+# Add new ones at the end; never edit one that has shipped.
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+
+
+@dataclass
+class OfficeRequest:
+    """One visit request or message to the office."""
+
+    kind: str
+    email: str
+    details: str = ""
+    language: str = "en"
+    sender_id: str = ""
+    full_name: str | None = None
+    institution: str | None = None
+    country: str | None = None
+    purpose: str | None = None
+    arrival: dt.date | None = None
+    departure: dt.date | None = None
+    ref: str = ""
+    status: str = "open"
+    created_at: dt.datetime | None = None
+    closed_at: dt.datetime | None = None
+    note: str | None = None
+    id: int | None = field(default=None, repr=False)
+
+    @classmethod
+    def from_row(cls, row: sa.engine.Row) -> OfficeRequest:
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in row._mapping.items() if k in names})
+
+
+class RequestNotFound(LookupError):
+    pass
+
+
+def _sqlite_immediate_transactions(engine: Engine) -> None:
+    """SQLite: take the write lock at BEGIN, so two writers queue instead of deadlocking."""
+
+    @sa.event.listens_for(engine, "connect")
+    def _connect(dbapi_connection, _record) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA journal_mode=WAL")
+        dbapi_connection.execute("PRAGMA busy_timeout=30000")
+
+    @sa.event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+class RequestStore:
+    """The requests table: save, list, show, close, purge."""
+
+    def __init__(self, url: str | None = None) -> None:
+        from bot.stores import connection_arguments
+
+        url = url or database_url()
+        if url.startswith("sqlite"):
+            connection_arguments(url)  # creates the folder of a relative SQLite path
+            path = connection_arguments(url)["db"]
+            self.engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+            _sqlite_immediate_transactions(self.engine)
+        else:
+            self.engine = sa.create_engine(url, pool_pre_ping=True)
+        self.upgrade()
+
+    def schema_version(self, connection: Connection) -> int:
+        schema_table.create(connection, checkfirst=True)
+        version = connection.execute(sa.select(schema_table.c.version)).scalar()
+        if version is None:
+            connection.execute(schema_table.insert().values(version=0))
+            return 0
+        return version
+
+    def upgrade(self) -> int:
+        """Applies the migrations not applied yet; returns the schema version."""
+        with self.engine.begin() as connection:
+            version = self.schema_version(connection)
+        for number, migration in enumerate(MIGRATIONS, start=1):
+            if number <= version:
+                continue
+            with self.engine.begin() as connection:
+                if self.schema_version(connection) >= number:  # another process did it
+                    continue
+                migration(connection)
+                connection.execute(schema_table.update().values(version=number))
+                logger.info("database schema upgraded to version %d", number)
+            version = number
+        return version
+
+    def save(self, request: OfficeRequest, now: dt.datetime | None = None) -> OfficeRequest:
+        """Stores a new request and gives it its reference."""
+        if request.kind not in KINDS:
+            raise ValueError(f"unknown kind {request.kind!r}")
+        now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        prefix = f"{KINDS[request.kind]}-{(request.arrival or now).year if request.kind == 'visit' else now.year}"
+        with self.engine.begin() as connection:
+            updated = connection.execute(
+                counters_table.update().where(counters_table.c.prefix == prefix)
+                .values(value=counters_table.c.value + 1)
+            ).rowcount  # fmt: skip
+            if not updated:
+                connection.execute(counters_table.insert().values(prefix=prefix, value=1))
+            number = connection.execute(
+                sa.select(counters_table.c.value).where(counters_table.c.prefix == prefix)
+            ).scalar_one()
+            request.ref, request.created_at, request.status = f"{prefix}-{number:04d}", now, "open"
+            values = {f.name: getattr(request, f.name) for f in fields(request) if f.name != "id"}
+            request.id = connection.execute(requests_table.insert().values(**values)).inserted_primary_key[0]
+        logger.info("saved %s request %s", request.kind, request.ref)
+        return request
+
+    def list(self, status: str = "open", kind: str | None = None) -> list[OfficeRequest]:
+        query = sa.select(requests_table).order_by(requests_table.c.id)
+        if status != "all":
+            query = query.where(requests_table.c.status == status)
+        if kind:
+            query = query.where(requests_table.c.kind == kind)
+        with self.engine.connect() as connection:
+            return [OfficeRequest.from_row(row) for row in connection.execute(query)]
+
+    def get(self, ref: str) -> OfficeRequest:
+        with self.engine.connect() as connection:
+            row = connection.execute(
+                sa.select(requests_table).where(requests_table.c.ref == ref.strip().upper())
+            ).first()  # fmt: skip
+        if row is None:
+            raise RequestNotFound(ref)
+        return OfficeRequest.from_row(row)
+
+    def close(self, ref: str, note: str | None = None) -> OfficeRequest:
+        request = self.get(ref)
+        now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        with self.engine.begin() as connection:
+            connection.execute(
+                requests_table.update().where(requests_table.c.id == request.id)
+                .values(status="closed", closed_at=now, note=note if note is not None else request.note)
+            )  # fmt: skip
+        return self.get(ref)
+
+    def purge(self, older_than_days: int, now: dt.datetime | None = None) -> int:
+        """Deletes requests created more than ``older_than_days`` ago; returns how many."""
+        now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+        cutoff = now - dt.timedelta(days=older_than_days)
+        with self.engine.begin() as connection:
+            return connection.execute(
+                requests_table.delete().where(requests_table.c.created_at < cutoff)
+            ).rowcount  # fmt: skip
+
+
+@functools.cache
+def store() -> RequestStore:
+    """The store of this process, opened on first use."""
+    return RequestStore()
+
+
+def rows(requests: Iterable[OfficeRequest]) -> list[dict[str, object]]:
+    """Plain dicts, for CSV, JSON and tables."""
+    names = [f.name for f in fields(OfficeRequest) if f.name != "id"]
+    return [{name: getattr(r, name) for name in names} for r in requests]
