@@ -14,7 +14,7 @@ TRAINING := config.yml domain.yml bot/nlu.py bot/languages.py data/languages.yml
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install run train test validate evaluate bench clean
+.PHONY: help install run train test validate evaluate bench screenshot clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ evaluate: $(MODEL) ## NLU accuracy per language on the held-out set -> reports/e
 
 bench: $(MODEL) ## training time, start-up, latency and memory -> reports/bench.md
 	$(PY) -m bot.bench
+
+screenshot: $(MODEL) ## the web chat in a conversation, in Debian's Chromium -> docs/screenshot.png
+	$(PY) -m bot.screenshot
 
 clean: ## remove the virtualenv, models and run-time state
 	rm -rf $(VENV) models var reports

@@ -1,9 +1,17 @@
 """The `bot` command (installed in the project's virtualenv).
 
-    bot run     start the action server and the Rasa server, wait until both
-                answer, print where to talk to the bot; Ctrl-C stops both
+    bot run     start the action server, the Rasa server and the web chat
+                (http://localhost:8080/), wait until they answer, print where to
+                talk to the bot; Ctrl-C stops them
     bot check   check the department data: facts, texts in every language,
                 training examples for every intent in every language
+    bot telegram set-webhook URL
+                register URL (https) as the Telegram webhook, with
+                TELEGRAM_WEBHOOK_SECRET; the polling bridge then pauses
+    bot telegram delete-webhook
+                remove it again (the polling bridge resumes)
+
+With TELEGRAM_BOT_TOKEN set, `bot run` also starts the Telegram bridge (long polling).
 """
 
 from __future__ import annotations
@@ -11,6 +19,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import signal
 import sys
 import time
@@ -19,11 +28,16 @@ from bot.servers import MODEL, ServerError, Servers
 
 
 def run(args: argparse.Namespace) -> int:
-    token = os.environ.get("RASA_AUTH_TOKEN") or None
+    # The web chat reads conversations through Rasa's HTTP API: it always gets a token.
+    given_token = os.environ.get("RASA_AUTH_TOKEN") or None
+    token = given_token or secrets.token_urlsafe(24)
     servers = Servers(model=args.model, rasa_port=args.rasa_port, action_port=args.action_port,
-                      host=args.host, auth_token=token)  # fmt: skip
+                      host=args.host, auth_token=token, web_port=args.web_port,
+                      web_host=args.web_host, cors=os.environ.get("WEB_CORS_ORIGIN") or None)  # fmt: skip
+    servers.telegram = bool(os.environ.get("TELEGRAM_BOT_TOKEN", "").strip())
     started = time.monotonic()
-    print(f"Starting the action server (:{args.action_port}) and the Rasa server (:{args.rasa_port})…")
+    print(f"Starting the action server (:{args.action_port}), the Rasa server (:{args.rasa_port}) "
+          f"and the web chat at {servers.web_url}/ …")  # fmt: skip
     try:
         servers.start()
     except ServerError as error:
@@ -34,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"""  curl -s {webhook} -H 'Content-Type: application/json' \\
        -d '{{"sender": "me", "message": "Where is the international office?"}}'""")
     print(f"  .venv/bin/rasa shell --model {args.model} --endpoints endpoints.yml   (in another terminal)")
-    print("  HTTP API: " + ("enabled (RASA_AUTH_TOKEN)" if token else "off (set RASA_AUTH_TOKEN to enable it)"))
+    print(f"  web chat: {servers.web_url}/   (Rasa's CORS: {servers.cors} only; set WEB_CORS_ORIGIN)")
+    random = "a random token (set RASA_AUTH_TOKEN to choose it)"
+    print("  HTTP API: enabled with " + ("RASA_AUTH_TOKEN" if given_token else random))
+    print(f"  {telegram_status(servers)}")
     print(f"Logs in {servers.log_dir}. Ctrl-C stops everything.")
     stop = False
 
@@ -58,6 +75,40 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def telegram_status(servers: Servers) -> str:
+    from bot.telegram import WEBHOOK_PATH, Settings
+
+    settings = Settings.from_env()
+    if not settings.token:
+        return "Telegram: off (set TELEGRAM_BOT_TOKEN)"
+    status = "Telegram: long polling, paused while a webhook is registered"
+    if settings.webhook_secret:
+        status += f"; webhook at {servers.rasa_url}{WEBHOOK_PATH} (bot telegram set-webhook https://…)"
+    return status
+
+
+def telegram_command(args: argparse.Namespace) -> int:
+    import asyncio
+
+    from telegram.error import TelegramError
+
+    from bot.telegram import Settings, TelegramSetupError, delete_webhook, set_webhook
+
+    settings = Settings.from_env()
+    try:
+        if args.telegram_command == "set-webhook":
+            url = asyncio.run(set_webhook(settings, args.url))
+            print(f"Webhook set: Telegram now posts updates to {url} with TELEGRAM_WEBHOOK_SECRET.")
+            print("Keep TELEGRAM_WEBHOOK_SECRET set for `make run`; `bot telegram delete-webhook` to poll again.")
+        else:
+            asyncio.run(delete_webhook(settings))
+            print("Webhook removed: the bridge started by `make run` polls again.")
+    except (TelegramSetupError, TelegramError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
 def check(args: argparse.Namespace) -> int:
     from bot.coverage import problems
 
@@ -77,8 +128,16 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--host", default=os.environ.get("BOT_HOST", "127.0.0.1"))
     run_parser.add_argument("--rasa-port", type=int, default=5005)
     run_parser.add_argument("--action-port", type=int, default=5055)
+    run_parser.add_argument("--web-host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
+    run_parser.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT", "8080")))
     run_parser.set_defaults(handler=run)
     commands.add_parser("check", help="check the department data").set_defaults(handler=check)
+    telegram_parser = commands.add_parser("telegram", help="register or remove the Telegram webhook")
+    telegram_commands = telegram_parser.add_subparsers(dest="telegram_command", required=True)
+    set_parser = telegram_commands.add_parser("set-webhook", help="register URL (https) with TELEGRAM_WEBHOOK_SECRET")
+    set_parser.add_argument("url", help="e.g. https://bot.example.org/webhooks/telegram/webhook")
+    telegram_commands.add_parser("delete-webhook", help="remove the webhook (polling resumes)")
+    telegram_parser.set_defaults(handler=telegram_command)
     args = parser.parse_args(argv)
     return args.handler(args)
 

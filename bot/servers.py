@@ -1,4 +1,4 @@
-"""Start and stop the action server and the Rasa server, as `make run` and the tests do.
+"""Start and stop the action server, the Rasa server and the web chat, as `make run` and the tests do.
 
     with Servers(model=Path("models/njupt.tar.gz")) as servers:
         ...  # both answer at servers.rasa_url and servers.action_url
@@ -11,6 +11,7 @@ SIGKILL) on exit.
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -48,7 +49,7 @@ def _tail(path: Path, lines: int = 30) -> str:
 class Process:
     name: str
     command: list[str]
-    health_url: str
+    health_url: str | None  # None: ready once started (the Telegram bridge)
     log: Path
     env: dict[str, str]
     popen: subprocess.Popen | None = None
@@ -88,6 +89,14 @@ class Servers:
     log_dir: Path = VAR / "log"
     auth_token: str | None = None
     cors: str | None = None
+    # The web chat (bot/web.py) as a third process when set; it reads Rasa's
+    # tracker API, so a random auth token is made when none is given, and
+    # Rasa's CORS defaults to the page's origin only.
+    web_port: int | None = None
+    web_host: str = "127.0.0.1"
+    # The Telegram bridge (bot/telegram.py, long polling; needs TELEGRAM_BOT_TOKEN)
+    # as another process, started once Rasa answers.
+    telegram: bool = False
     processes: list[Process] = field(default_factory=list)
 
     @property
@@ -97,6 +106,12 @@ class Servers:
     @property
     def action_url(self) -> str:
         return f"http://{self.host}:{self.action_port}"
+
+    @property
+    def web_url(self) -> str:
+        """The chat page's origin as a browser on this machine opens it."""
+        local = self.web_host in ("127.0.0.1", "0.0.0.0", "::", "", "localhost")
+        return f"http://{'localhost' if local else self.web_host}:{self.web_port}"
 
     def _endpoints(self) -> Path:
         """endpoints.yml, pointed at this action server's port."""
@@ -118,9 +133,12 @@ class Servers:
     def start(self, timeout: float = 240.0) -> Servers:
         if not self.model.exists():
             raise ServerError(f"no trained model at {self.model}: run `make train`")
-        for port in (self.rasa_port, self.action_port):
-            if answers(f"http://{self.host}:{port}/"):
+        for port in (self.rasa_port, self.action_port, self.web_port):
+            if port and answers(f"http://{self.host}:{port}/"):
                 raise ServerError(f"port {port} is already in use: is the bot already running?")
+        if self.web_port:
+            self.auth_token = self.auth_token or secrets.token_urlsafe(24)
+            self.cors = self.cors or self.web_url
         env = self._env()
         action = [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.action_port)]
         rasa = [
@@ -136,6 +154,14 @@ class Servers:
             Process("action server", action, f"{self.action_url}/health", self.log_dir / f"actions-{self.action_port}.log", env),
             Process("Rasa server", rasa, f"{self.rasa_url}/webhooks/rest/", self.log_dir / f"rasa-{self.rasa_port}.log", env),
         ]  # fmt: skip
+        if self.web_port:
+            web = [sys.executable, "-m", "bot.web", "--host", self.web_host,
+                   "--port", str(self.web_port), "--rasa-url", self.rasa_url]  # fmt: skip
+            local = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
+            health = f"http://{local}:{self.web_port}/api/health"
+            web_env = {**env, "RASA_AUTH_TOKEN": self.auth_token or ""}
+            web_log = self.log_dir / f"web-{self.web_port}.log"
+            self.processes.append(Process("web chat", web, health, web_log, web_env))
         for process in self.processes:
             process.start()
         try:
@@ -143,6 +169,11 @@ class Servers:
         except BaseException:
             self.stop()
             raise
+        if self.telegram:  # after Rasa answers, so that no waiting update gets an apology
+            bridge = [sys.executable, "-m", "bot.telegram", "--rasa-url", self.rasa_url]
+            log = self.log_dir / f"telegram-{self.rasa_port}.log"
+            self.processes.append(Process("Telegram bridge", bridge, None, log, env))
+            self.processes[-1].start()
         return self
 
     def wait_ready(self, timeout: float) -> None:
@@ -151,7 +182,7 @@ class Servers:
         while waiting:
             for process in list(waiting):
                 process.check_alive()
-                if answers(process.health_url):
+                if process.health_url is None or answers(process.health_url):
                     waiting.remove(process)
             if waiting and time.monotonic() > deadline:
                 names = ", ".join(p.name for p in waiting)

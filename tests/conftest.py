@@ -66,12 +66,17 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def servers(model: Path, tmp_path_factory: pytest.TempPathFactory):
-    """The real action server and Rasa server, shared by every end-to-end test."""
+    """The real action server, Rasa server and web chat, shared by every end-to-end test.
+
+    With the web chat, Rasa runs with a random auth token (its HTTP API on, the
+    web chat reads the tracker) and CORS for the web chat's origin only.
+    """
     database = tmp_path_factory.mktemp("db") / "bot.db"
     running = Servers(
         model=model,
         rasa_port=free_port(),
         action_port=free_port(),
+        web_port=free_port(),
         env={"DATABASE_URL": f"sqlite:///{database}"},
         log_dir=tmp_path_factory.mktemp("logs"),
     )
@@ -112,6 +117,6 @@ class Chat:
 @pytest.fixture
 def chat(servers: Servers, request: pytest.FixtureRequest):
     def start(language_hint: str | None = None, sender: str | None = None) -> Chat:
-        return Chat(servers, sender or f"{request.node.name}-{os.urandom(4).hex()}", language_hint)
+        return Chat(servers, sender or f"test-{os.urandom(6).hex()}", language_hint)
 
     return start

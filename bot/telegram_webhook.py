@@ -1,0 +1,143 @@
+"""The Telegram webhook: a Rasa input channel at ``/webhooks/telegram/webhook``.
+
+Registered in ``credentials.yml`` as ``bot.telegram_webhook.TelegramWebhook``, so
+it runs inside the Rasa server that ``make run`` starts. Telegram posts updates
+there once the webhook is registered behind HTTPS::
+
+    export TELEGRAM_BOT_TOKEN=... TELEGRAM_WEBHOOK_SECRET=...
+    .venv/bin/bot telegram set-webhook https://bot.example.org/webhooks/telegram/webhook
+
+Each update is parsed with python-telegram-bot and handled by the same
+``bot.telegram.Bridge`` as long polling, except that Rasa is asked directly
+(``on_new_message``) instead of over HTTP. A request whose
+``X-Telegram-Bot-Api-Secret-Token`` header is not ``TELEGRAM_WEBHOOK_SECRET`` gets
+a 403 and is not looked at; so does every request while no secret is set. Rasa
+starts without any Telegram variable: the channel then refuses (403) or, with a
+secret but no token, answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from sanic import Blueprint, Sanic, response
+from sanic.exceptions import InvalidUsage
+from sanic.request import Request
+from sanic.response import HTTPResponse
+from telegram import Update
+from telegram.error import TelegramError
+from telegram.ext import Application
+
+from bot.telegram import (
+    RASA_TIMEOUT,
+    SECRET_HEADER,
+    Bridge,
+    RasaUnavailable,
+    Reply,
+    Settings,
+    build_application,
+    quiet_http_logs,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class InProcessRasa:
+    """Asks the Rasa server this channel runs in, as the REST channel would."""
+
+    def __init__(self, on_new_message: Callable[[UserMessage], Awaitable[Any]], channel: str,
+                 timeout: float = RASA_TIMEOUT) -> None:  # fmt: skip
+        self.on_new_message, self.channel, self.timeout = on_new_message, channel, timeout
+
+    async def __call__(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
+        collector = CollectingOutputChannel()
+        message = UserMessage(text, collector, sender, input_channel=self.channel, metadata=metadata)
+        try:
+            await asyncio.wait_for(self.on_new_message(message), self.timeout)
+        except asyncio.TimeoutError as error:
+            raise RasaUnavailable("timed out") from error
+        except Exception as error:  # anything Rasa raises: the user gets the apology
+            logger.exception("Rasa could not handle a Telegram message from %s", sender)
+            raise RasaUnavailable(type(error).__name__) from error
+        return collector.messages
+
+
+class TelegramWebhook(InputChannel):
+    """Telegram updates posted by Telegram's webhook, checked against the secret."""
+
+    @classmethod
+    def name(cls) -> str:
+        return "telegram"
+
+    @classmethod
+    def from_credentials(cls, credentials: dict[str, Any] | None) -> InputChannel:
+        return cls(Settings.from_env())  # secrets come from the environment, not the file
+
+    def __init__(self, settings: Settings, timeout: float = RASA_TIMEOUT) -> None:
+        self.settings, self.timeout = settings, timeout
+        quiet_http_logs()
+        if not settings.webhook_secret:
+            logger.info("Telegram webhook: off (set TELEGRAM_WEBHOOK_SECRET and TELEGRAM_BOT_TOKEN)")
+        elif not settings.token:
+            logger.warning("Telegram webhook: TELEGRAM_WEBHOOK_SECRET is set but TELEGRAM_BOT_TOKEN is not")
+
+    def authorised(self, secret: str | None) -> bool:
+        expected = self.settings.webhook_secret
+        if not expected or secret is None:
+            return False
+        return hmac.compare_digest(secret.encode(), expected.encode())
+
+    def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        webhook = Blueprint(f"custom_webhook_{type(self).__name__}", __name__)
+        bridge = Bridge(InProcessRasa(on_new_message, self.name(), self.timeout))
+        started: list[Application] = []
+        lock = asyncio.Lock()
+
+        async def application() -> Application:
+            """Built and initialized (getMe) on the first update."""
+            async with lock:
+                if not started:
+                    app = build_application(self.settings, bridge, polling=False)
+                    await app.initialize()
+                    started.append(app)
+            return started[0]
+
+        @webhook.route("/", methods=["GET"])
+        async def health(request: Request) -> HTTPResponse:
+            return response.json({"status": "ok"})
+
+        @webhook.route("/webhook", methods=["POST"])
+        async def receive(request: Request) -> HTTPResponse:
+            if not self.authorised(request.headers.get(SECRET_HEADER)):
+                return response.json({"error": "forbidden"}, status=403)
+            if not self.settings.token:
+                return response.json({"error": "TELEGRAM_BOT_TOKEN is not set"}, status=503)
+            try:
+                body = request.json
+            except InvalidUsage:
+                body = None
+            if not isinstance(body, dict):
+                return response.json({"error": "expected a Telegram update (a JSON object)"}, status=400)
+            try:
+                app = await application()
+            except TelegramError as error:  # Telegram retries the update later
+                logger.warning("Telegram webhook: cannot reach the Bot API: %s", type(error).__name__)
+                return response.json({"error": "the Bot API is unreachable"}, status=503)
+            try:
+                update = Update.de_json(body, app.bot)
+            except (KeyError, TypeError, ValueError):
+                return response.json({"error": "not a Telegram update"}, status=400)
+            await app.process_update(update)  # errors go to the bridge's error handler
+            return response.json({"status": "ok"})
+
+        @webhook.listener("after_server_stop")
+        async def close(app: Sanic, loop: asyncio.AbstractEventLoop) -> None:
+            if started:
+                await started[0].shutdown()
+
+        return webhook

@@ -1,0 +1,284 @@
+"""The web chat: the page at http://localhost:8080/ and its small API, in front of Rasa.
+
+    python -m bot.web --rasa-url http://127.0.0.1:5005 [--host 127.0.0.1] [--port 8080]
+
+``bot run`` (``make run``) starts it next to the Rasa server and gives both the
+same ``RASA_AUTH_TOKEN`` (a random one when unset). It serves the page in
+``bot/web/`` (plain HTML, CSS and JavaScript: no build step, nothing fetched from
+elsewhere) and, on the same origin, the only URLs the page calls:
+
+    POST /api/message           {"sender", "message", "language"} -> Rasa's REST channel
+                                -> [{"text", "buttons": [{"title", "payload"}]}]
+    GET  /api/history/<sender>  the conversation, read from Rasa's tracker store
+                                -> {"messages": [{"role": "user"|"bot", "text", "buttons"}]}
+    GET  /embed.js              a chat button and panel for another site (one <script> tag)
+    GET  /api/health            this server is up (says nothing of Rasa)
+
+Rasa's HTTP API token stays in this process: the browser never sees it. The page
+makes its own sender id, ``web-`` and 128 random bits, so through this server one
+can read only web conversations, and only one whose id one holds. When Rasa
+cannot be reached, /api/message and /api/history answer 503 ``{"error":
+"unreachable"}`` and the page says so and retries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import re
+import sys
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+from actions.texts import say, texts
+from bot.languages import registry
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).resolve().parent / "web"
+SENDER = re.compile(r"^web-[A-Za-z0-9_-]{16,100}$")
+MAX_MESSAGE_CHARS = 20_000
+MAX_HINT_CHARS = 35
+TEXT_PREFIX = "web_"
+# A button's payload that switches the language, as the page and the bot send it.
+CHANGE_LANGUAGE = re.compile(r'^/change_language\{\s*"language"\s*:\s*"([^"]+)"\s*\}$')
+
+FILES = {
+    "/app.js": ("app.js", "text/javascript"),
+    "/style.css": ("style.css", "text/css"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+}
+HEADERS = {
+    # Only this origin's own files: no inline script, no CDN, no web font.
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+RASA = web.AppKey("rasa_url", str)
+TOKEN = web.AppKey("token", str)
+SESSION = web.AppKey("session", ClientSession)
+
+
+# --- what the page says --------------------------------------------------------
+
+
+def page_texts() -> dict[str, Any]:
+    """Every ``web_`` text in every language, the languages' own names and aliases."""
+    reg, source = registry(), texts()
+    keys = [key for key in source.by_language[reg.default] if key.startswith(TEXT_PREFIX)]
+    aliases = {}
+    for lang in reg.languages.values():
+        aliases |= {alias: lang.code for alias in (lang.code.lower(), *lang.aliases)}
+    return {
+        "default": reg.default,
+        "languages": [{"code": c, "name": source.raw("language_name", c)} for c in reg.codes],
+        "aliases": aliases,
+        "texts": {code: {key: say(key, code) for key in keys} for code in reg.codes},
+    }
+
+
+def render_index() -> str:
+    """index.html with the texts inlined as a JSON data block (no request, no flash)."""
+    data = json.dumps(page_texts(), ensure_ascii=False).replace("</", "<\\/")
+    return (STATIC / "index.html").read_text(encoding="utf-8").replace("{{TEXTS}}", data)
+
+
+def render_embed() -> str:
+    """embed.js with the chat button's texts in every language."""
+    page = page_texts()
+    data = {
+        "default": page["default"],
+        "aliases": page["aliases"],
+        "texts": {
+            code: {key: by_key[f"web_{key}"] for key in ("open_chat", "close_chat", "page_title")}
+            for code, by_key in page["texts"].items()
+        },
+    }
+    script = (STATIC / "embed.js").read_text(encoding="utf-8")
+    inline = json.dumps(data, ensure_ascii=False).replace("</", "<\\/")
+    return script.replace("/*TEXTS*/null", inline)
+
+
+# --- the conversation from the tracker ---------------------------------------------
+
+
+def _buttons(raw: Any) -> list[dict[str, str]]:
+    return [
+        {"title": str(b.get("title") or ""), "payload": str(b.get("payload") or "")}
+        for b in (raw if isinstance(raw, list) else [])
+        if isinstance(b, dict)
+    ]
+
+
+def conversation(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The messages a user saw, from a tracker's events.
+
+    A user message that is a button's payload is shown as the button's title, as
+    the page showed it; a language switch as the language's name.
+    """
+    messages: list[dict[str, Any]] = []
+    titles: dict[str, str] = {}
+    for event in events:
+        kind = event.get("event")
+        if kind == "bot":
+            text = event.get("text") or ""
+            buttons = _buttons((event.get("data") or {}).get("buttons"))
+            if text or buttons:
+                messages.append({"role": "bot", "text": text, "buttons": buttons})
+                titles.update({b["payload"]: b["title"] for b in buttons})
+        elif kind == "user":
+            text = event.get("text") or ""
+            switch = CHANGE_LANGUAGE.match(text)
+            if text in titles:
+                text = titles[text]
+            elif switch and switch.group(1) in registry().languages:
+                text = texts().raw("language_name", switch.group(1))
+            messages.append({"role": "user", "text": text, "buttons": []})
+    return messages
+
+
+# --- the routes --------------------------------------------------------------------
+
+
+def _error(message: str, status: int) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def unreachable() -> web.Response:
+    return _error("unreachable", 503)
+
+
+async def index(request: web.Request) -> web.Response:
+    return web.Response(text=render_index(), content_type="text/html", headers=HEADERS)
+
+
+async def static(request: web.Request) -> web.Response:
+    name, content_type = FILES[request.path]
+    body = (STATIC / name).read_bytes()
+    return web.Response(body=body, content_type=content_type, headers=HEADERS)
+
+
+async def embed(request: web.Request) -> web.Response:
+    # Loaded by other sites' pages: any origin may use it, with no credentials.
+    headers = {**HEADERS, "Access-Control-Allow-Origin": "*"}
+    return web.Response(text=render_embed(), content_type="text/javascript", headers=headers)
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def message(request: web.Request) -> web.Response:
+    try:
+        body = await request.json()
+    except (ValueError, UnicodeDecodeError):
+        body = None
+    if not isinstance(body, dict):
+        return _error('expected {"sender": "web-…", "message": "text", "language": "en"}', 400)
+    sender, text, hint = body.get("sender"), body.get("message"), body.get("language")
+    if not isinstance(sender, str) or not SENDER.match(sender):
+        return _error('"sender" must be "web-" and 16 to 100 letters, digits, - or _', 400)
+    if not isinstance(text, str) or not text.strip():
+        return _error('"message" must be a non-empty string', 400)
+    if len(text) > MAX_MESSAGE_CHARS:
+        return _error(f'"message" is longer than {MAX_MESSAGE_CHARS} characters', 413)
+    payload: dict[str, Any] = {"sender": sender, "message": text}
+    if isinstance(hint, str) and 0 < len(hint) <= MAX_HINT_CHARS:
+        payload["metadata"] = {"language": hint}
+    url = f"{request.app[RASA]}/webhooks/rest/webhook"
+    try:
+        async with request.app[SESSION].post(url, json=payload) as reply:
+            status, data = reply.status, await reply.json(content_type=None)
+    except (ClientError, asyncio.TimeoutError, ValueError) as error:
+        logger.warning("Rasa cannot be reached at %s: %s", url, error)
+        return unreachable()
+    if status >= 500:
+        return unreachable()
+    if status != 200 or not isinstance(data, list):
+        error = data.get("error", "refused") if isinstance(data, dict) else "refused"
+        return _error(error, status if status != 200 else 502)
+    replies = [
+        {"text": m.get("text") or "", "buttons": _buttons(m.get("buttons"))}
+        for m in data
+        if isinstance(m, dict)
+    ]
+    return web.json_response([r for r in replies if r["text"] or r["buttons"]])
+
+
+async def history(request: web.Request) -> web.Response:
+    sender = request.match_info["sender"]
+    if not SENDER.match(sender):
+        return _error("unknown conversation", 404)
+    token = request.app[TOKEN]
+    if not token:
+        logger.error("RASA_AUTH_TOKEN is not set: the conversation history cannot be read")
+        return unreachable()
+    url = f"{request.app[RASA]}/conversations/{quote(sender, safe='')}/tracker"
+    try:
+        params = {"token": token, "include_events": "AFTER_RESTART"}
+        async with request.app[SESSION].get(url, params=params) as reply:
+            status, data = reply.status, await reply.json(content_type=None)
+    except (ClientError, asyncio.TimeoutError, ValueError) as error:
+        logger.warning("Rasa cannot be reached at %s: %s", request.app[RASA], error)
+        return unreachable()
+    if status != 200 or not isinstance(data, dict):
+        logger.error("Rasa refused the tracker of %s: %s %s", sender, status, data)
+        return unreachable()
+    return web.json_response({"messages": conversation(data.get("events") or [])})
+
+
+# --- the application ---------------------------------------------------------------
+
+
+def make_app(rasa_url: str, token: str | None) -> web.Application:
+    app = web.Application(client_max_size=256 * 1024)
+    app[RASA] = rasa_url.rstrip("/")
+    app[TOKEN] = token or ""
+    page_texts()  # a broken texts file stops the server now, not on the first visit
+
+    async def session(app: web.Application):
+        timeout = ClientTimeout(total=120, sock_connect=5)
+        async with ClientSession(timeout=timeout) as client:
+            app[SESSION] = client
+            yield
+
+    app.cleanup_ctx.append(session)
+    app.router.add_get("/", index)
+    for path in FILES:
+        app.router.add_get(path, static)
+    app.router.add_get("/embed.js", embed)
+    app.router.add_get("/api/health", health)
+    app.router.add_post("/api/message", message)
+    app.router.add_get("/api/history/{sender}", history)
+    return app
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
+    parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8080")))
+    parser.add_argument("--rasa-url", default=os.environ.get("RASA_URL", "http://127.0.0.1:5005"))
+    args = parser.parse_args(argv)
+    token = os.environ.get("RASA_AUTH_TOKEN")
+    if not token:
+        logger.warning("RASA_AUTH_TOKEN is not set: the page cannot read conversation history")
+    web.run_app(make_app(args.rasa_url, token), host=args.host, port=args.port, print=None)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+/* The web chat of NJUPT's international office: the page's only script.
+ *
+ * Plain JavaScript, no build step, nothing loaded from elsewhere. Served by
+ * bot/web.py (`make run`, http://localhost:8080/), it talks only to its own
+ * origin: POST /api/message and GET /api/history/<sender>.
+ *
+ * - Text from the bot (and the user) is inserted as text nodes only; http(s)
+ *   URLs in it become <a> elements built here. No reply can inject HTML.
+ * - The sender id, the language choice, messages not yet sent and the draft are
+ *   kept in localStorage; the conversation itself is read back from the server
+ *   (Rasa's tracker store) on every load.
+ * - When the server or Rasa cannot be reached the page says so and retries
+ *   (1 s, 2 s, 4 s, then every 8 s); queued messages wait, nothing is lost.
+ */
+(() => {
+  "use strict";
+
+  const DATA = JSON.parse(document.getElementById("texts").textContent);
+  const STORE = "njupt-chat:";
+  const SENDER = /^web-[A-Za-z0-9_-]{16,100}$/;
+  const $ = (id) => document.getElementById(id);
+  const log = $("log");
+  const scroller = $("scroller");
+  const typing = $("typing");
+  const alertBox = $("alert");
+  const form = $("composer");
+  const input = $("message");
+  const select = $("language");
+  const suggestions = $("suggestions");
+  const params = new URLSearchParams(location.search);
+
+  const store = {
+    get(name, fallback) {
+      try {
+        const value = localStorage.getItem(STORE + name);
+        return value === null ? fallback : JSON.parse(value);
+      } catch {
+        return fallback;
+      }
+    },
+    set(name, value) {
+      try {
+        localStorage.setItem(STORE + name, JSON.stringify(value));
+      } catch {
+        /* storage off (private mode): the chat still works for this visit */
+      }
+    },
+  };
+
+  function randomId() {
+    const bytes = new Uint8Array(16);
+    crypto.getRandomValues(bytes);
+    return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+  }
+
+  /* A browser or user language tag ("zh-TW", "fr_CA") to a supported code, as bot/languages.py does. */
+  function normalize(tag) {
+    if (typeof tag !== "string" || !tag.trim()) return null;
+    const wanted = tag.trim().toLowerCase().replace(/_/g, "-");
+    return DATA.aliases[wanted] || DATA.aliases[wanted.split("-")[0]] || null;
+  }
+
+  // --- state -------------------------------------------------------------------
+
+  const codes = DATA.languages.map((l) => l.code);
+  let sender = store.get("sender", null);
+  if (typeof sender !== "string" || !SENDER.test(sender)) {
+    sender = "web-" + randomId();
+    store.set("sender", sender);
+  }
+  let choice = store.get("language", null); // "auto" or a language code
+  if (choice !== "auto" && !codes.includes(choice)) choice = normalize(params.get("lang")) || "auto";
+  let queue = store.get("queue", []); // messages not answered yet: {id, text, shown, hint}
+  if (!Array.isArray(queue)) queue = [];
+
+  const browserLanguage = () => navigator.language || (navigator.languages || [])[0] || DATA.default;
+  const uiLanguage = () => (choice === "auto" ? normalize(browserLanguage()) || DATA.default : choice);
+  // The language hint sent with each message: the choice, or the browser's language.
+  const hint = () => (choice === "auto" ? browserLanguage() : choice);
+  const t = (key) => (DATA.texts[uiLanguage()] || {})[key] || DATA.texts[DATA.default][key] || "";
+  const nameOf = (code) => (DATA.languages.find((l) => l.code === code) || { name: code }).name;
+
+  function applyTexts() {
+    document.documentElement.lang = uiLanguage();
+    document.title = t("web_page_title");
+    for (const el of document.querySelectorAll("[data-text]")) el.textContent = t(el.dataset.text);
+    for (const el of document.querySelectorAll("[data-placeholder]")) el.placeholder = t(el.dataset.placeholder);
+    for (const el of document.querySelectorAll("[data-label]")) el.setAttribute("aria-label", t(el.dataset.label));
+  }
+
+  // --- messages ---------------------------------------------------------------------
+
+  const URL_PATTERN = /https?:\/\/[^\s<>"'`]+/gi;
+  const TRAILING = /[.,;:!?)\]}'"»。，、；：！？）】」』]+$/;
+
+  function link(url) {
+    let parsed = null;
+    try {
+      parsed = new URL(url);
+    } catch {
+      /* not a URL after all: left as text */
+    }
+    if (!parsed || (parsed.protocol !== "http:" && parsed.protocol !== "https:")) {
+      return document.createTextNode(url);
+    }
+    const a = document.createElement("a");
+    a.href = parsed.href;
+    a.textContent = url;
+    a.target = "_blank";
+    a.rel = "noopener noreferrer";
+    return a;
+  }
+
+  /* Appends `text` to `parent` as text nodes, with http(s) URLs as links. */
+  function appendText(parent, text) {
+    let last = 0;
+    for (const match of text.matchAll(URL_PATTERN)) {
+      const url = match[0].replace(TRAILING, "");
+      if (!url) continue;
+      parent.append(document.createTextNode(text.slice(last, match.index)), link(url));
+      last = match.index + url.length;
+    }
+    parent.append(document.createTextNode(text.slice(last)));
+  }
+
+  function speaker(key) {
+    const who = document.createElement("span");
+    who.className = "visually-hidden";
+    who.dataset.text = key;
+    who.textContent = t(key);
+    return who;
+  }
+
+  function messageElement(role, text, { buttons = [], pending = null } = {}) {
+    const item = document.createElement("div");
+    item.className = `message ${role}`;
+    const bubble = document.createElement("p");
+    bubble.className = "bubble";
+    appendText(bubble, String(text));
+    item.append(speaker(role === "user" ? "web_you" : "web_bot"), bubble);
+    if (pending) {
+      item.classList.add("pending");
+      item.dataset.pending = pending;
+      const state = document.createElement("span");
+      state.className = "state";
+      state.dataset.text = "web_pending";
+      state.textContent = t("web_pending");
+      item.append(state);
+    }
+    if (Array.isArray(buttons) && buttons.length) {
+      const group = document.createElement("div");
+      group.className = "quick-replies";
+      group.setAttribute("role", "group");
+      group.dataset.label = "web_quick_replies";
+      group.setAttribute("aria-label", t("web_quick_replies"));
+      for (const button of buttons) {
+        const title = String(button.title || button.payload || "");
+        const payload = String(button.payload || button.title || "");
+        const el = document.createElement("button");
+        el.type = "button";
+        el.className = "chip";
+        el.textContent = title;
+        el.addEventListener("click", () => {
+          send(payload, title);
+          focusInput();
+        });
+        group.append(el);
+      }
+      item.append(group);
+    }
+    return item;
+  }
+
+  function scrollDown() {
+    scroller.scrollTop = scroller.scrollHeight;
+  }
+
+  /* Shows the suggestions only before the first message; scrolls to the end, or to
+     `from` (a question and its long answer) when the end would hide its start. */
+  function refresh(from = null) {
+    const empty = log.children.length === 0;
+    suggestions.hidden = !empty;
+    if (empty) {
+      scroller.scrollTop = 0; // the welcome and the suggestions, from their start
+      return;
+    }
+    let target = scroller.scrollHeight - scroller.clientHeight;
+    if (from) {
+      const top = from.getBoundingClientRect().top - scroller.getBoundingClientRect().top;
+      target = Math.min(target, scroller.scrollTop + top - 12);
+    }
+    scroller.scrollTop = target;
+  }
+
+  /* After a click: the text box is next (not on touch screens, where it would open the keyboard). */
+  function focusInput() {
+    if (matchMedia("(pointer: fine)").matches) input.focus();
+  }
+
+  // --- talking to the server ---------------------------------------------------------
+
+  let ready = false; // the history is on the page
+  let busy = false; // a message is on its way
+  let retryTimer = 0;
+  let retryTask = null;
+  let delay = 1000;
+
+  function showAlert(show) {
+    if (show && alertBox.hidden) {
+      alertBox.textContent = t("web_unreachable");
+      alertBox.hidden = false;
+    } else if (!show) {
+      alertBox.hidden = true;
+    }
+  }
+
+  function retryLater(task) {
+    typing.hidden = true;
+    showAlert(true);
+    clearTimeout(retryTimer);
+    retryTask = task;
+    retryTimer = setTimeout(retryNow, delay);
+    delay = Math.min(delay * 2, 8000);
+  }
+
+  function retryNow() {
+    clearTimeout(retryTimer);
+    retryTimer = 0;
+    const task = retryTask;
+    retryTask = null;
+    if (task) task();
+  }
+
+  function reached() {
+    showAlert(false);
+    delay = 1000;
+  }
+
+  async function loadHistory() {
+    let messages;
+    try {
+      const reply = await fetch("/api/history/" + encodeURIComponent(sender), { cache: "no-store" });
+      if (!reply.ok) throw new Error(`history: ${reply.status}`);
+      messages = (await reply.json()).messages;
+      if (!Array.isArray(messages)) throw new Error("history: no messages");
+    } catch {
+      retryLater(loadHistory);
+      return;
+    }
+    reached();
+    const fragment = document.createDocumentFragment();
+    for (const m of messages) {
+      const role = m.role === "user" ? "user" : "bot";
+      fragment.append(messageElement(role, m.text || "", { buttons: role === "bot" ? m.buttons : [] }));
+    }
+    log.prepend(fragment); // before the messages still waiting to be sent
+    ready = true;
+    refresh();
+    pump();
+  }
+
+  async function pump() {
+    if (busy || !ready || !queue.length || retryTimer) return;
+    const item = queue[0];
+    busy = true;
+    typing.hidden = false;
+    scrollDown();
+    let outcome;
+    try {
+      const reply = await fetch("/api/message", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ sender, message: item.text, language: item.hint }),
+      });
+      if (reply.ok) outcome = await reply.json();
+      else outcome = reply.status >= 500 || reply.status === 408 || reply.status === 429 ? "retry" : "failed";
+    } catch {
+      outcome = "retry";
+    }
+    busy = false;
+    if (outcome === "retry") {
+      retryLater(pump);
+      return;
+    }
+    reached();
+    typing.hidden = true;
+    queue = queue.filter((q) => q.id !== item.id);
+    store.set("queue", queue);
+    const shown = log.querySelector(`[data-pending="${item.id}"]`);
+    if (shown) {
+      shown.classList.remove("pending");
+      shown.removeAttribute("data-pending");
+      const state = shown.querySelector(".state");
+      if (outcome === "failed") {
+        shown.classList.add("failed");
+        state.dataset.text = "web_failed";
+        state.textContent = t("web_failed");
+      } else {
+        state.remove();
+      }
+    }
+    for (const r of Array.isArray(outcome) ? outcome : []) {
+      log.append(messageElement("bot", r.text || "", { buttons: r.buttons }));
+    }
+    refresh(shown);
+    pump();
+  }
+
+  function send(text, shown) {
+    if (!text.trim()) return;
+    const item = { id: randomId(), text, shown: shown || text, hint: hint() };
+    queue.push(item);
+    store.set("queue", queue);
+    log.append(messageElement("user", item.shown, { pending: item.id }));
+    refresh();
+    if (retryTimer && ready) retryNow(); // the user is here: try again at once
+    else pump();
+  }
+
+  // --- the page ----------------------------------------------------------------------
+
+  for (const { code, name } of DATA.languages) {
+    const option = document.createElement("option");
+    option.value = code;
+    option.lang = code;
+    option.textContent = name;
+    select.append(option);
+  }
+  select.value = choice;
+  applyTexts();
+  if (params.has("embed")) {
+    document.body.classList.add("embedded");
+    // Escape closes the panel of embed.js, wherever the focus is in the chat.
+    document.addEventListener("keydown", (event) => {
+      if (event.key === "Escape") window.parent.postMessage({ type: "njupt-chat:close" }, "*");
+    });
+  }
+
+  select.addEventListener("change", () => {
+    choice = select.value;
+    store.set("language", choice);
+    applyTexts();
+    // A conversation under way keeps its language unless told: tell it, as a language button does.
+    if (choice !== "auto" && log.children.length) send(`/change_language{"language":"${choice}"}`, nameOf(choice));
+  });
+
+  for (const chip of suggestions.querySelectorAll("button")) {
+    chip.addEventListener("click", () => {
+      send(chip.textContent);
+      focusInput();
+    });
+  }
+
+  input.value = store.get("draft", "");
+  input.addEventListener("input", () => store.set("draft", input.value));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const text = input.value;
+    if (text.trim()) {
+      input.value = "";
+      store.set("draft", "");
+      send(text);
+    }
+    input.focus();
+  });
+
+  window.addEventListener("online", () => retryTimer && retryNow());
+
+  for (const item of queue) log.append(messageElement("user", item.shown, { pending: item.id }));
+  refresh();
+  loadHistory();
+  if (!params.has("embed")) focusInput();
+})();
