@@ -36,12 +36,20 @@ ANSWERED_INTENTS = frozenset(
         "out_of_scope", "nlu_fallback",
     }
 )  # fmt: skip
+# Intents answered with a text of another name.
+REPLY_KEYS = {"affirm": "nothing_to_confirm", "deny": "ok_anything_else", "cancel": "ok_anything_else"}
 
 
 def _message(tracker: Tracker) -> tuple[str, str | None, dict[str, Any]]:
     message = tracker.latest_message or {}
     intent = (message.get("intent") or {}).get("name")
     return message.get("text") or "", intent, message.get("metadata") or {}
+
+
+def _previous_intent(tracker: Tracker) -> str | None:
+    """The intent of the user's message before the latest one."""
+    users = [e for e in tracker.events if e.get("event") == "user"]
+    return ((users[-2].get("parse_data") or {}).get("intent") or {}).get("name") if len(users) > 1 else None
 
 
 def _wants_language(tracker: Tracker) -> bool:
@@ -131,6 +139,22 @@ class ActionAnswerQuestion(LanguageAction):
         elif len(text) > MAX_QUESTION_CHARS:
             key = "long_message"
         else:
-            key = intent if intent in ANSWERED_INTENTS else "nlu_fallback"
+            key = REPLY_KEYS.get(intent) or (intent if intent in ANSWERED_INTENTS else "nlu_fallback")
         dispatcher.utter_message(text=say(key, choice.language))
-        return []
+        return self.offer(dispatcher, tracker, key, text, choice.language)
+
+    @staticmethod
+    def offer(dispatcher: CollectingDispatcher, tracker: Tracker, key: str, text: str,
+              language: str) -> list[EventType]:  # fmt: skip
+        """After some answers, offer to file a visit request or to pass the question on."""
+        no_thanks = {"title": say("button_no_thanks", language), "payload": "/deny"}
+        if key == "ask_visit":
+            dispatcher.utter_message(text=say("visit_offer", language), buttons=[
+                {"title": say("button_file_visit_request", language), "payload": "/request_visit"}, no_thanks])
+            return [SlotSet("offer", "visit")]
+        unanswered = key == "out_of_scope" or (key == "nlu_fallback" and _previous_intent(tracker) == "nlu_fallback")
+        if unanswered and text.strip() and not text.startswith("/"):
+            dispatcher.utter_message(text=say("question_offer", language), buttons=[
+                {"title": say("button_pass_question", language), "payload": "/affirm"}, no_thanks])
+            return [SlotSet("offer", "question"), SlotSet("last_question", text.strip())]
+        return [SlotSet("offer", None)] if tracker.get_slot("offer") else []

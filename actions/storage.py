@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from bot.stores import database_url
+from bot.database import connection_arguments, database_url, ensure_database
 
 logger = logging.getLogger(__name__)
 
@@ -121,15 +121,13 @@ class RequestStore:
     """The requests table: save, list, show, close, purge."""
 
     def __init__(self, url: str | None = None) -> None:
-        from bot.stores import connection_arguments
-
         url = url or database_url()
         if url.startswith("sqlite"):
-            connection_arguments(url)  # creates the folder of a relative SQLite path
-            path = connection_arguments(url)["db"]
+            path = connection_arguments(url)["db"]  # absolute, its folder created
             self.engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
             _sqlite_immediate_transactions(self.engine)
         else:
+            ensure_database(url)
             self.engine = sa.create_engine(url, pool_pre_ping=True)
         self.upgrade()
 
@@ -223,7 +221,11 @@ def store() -> RequestStore:
     return RequestStore()
 
 
+COLUMNS = ["ref", "kind", "status", "created_at", "closed_at", "note", "language", "full_name", "institution",
+           "country", "email", "purpose", "arrival", "departure", "details", "sender_id"]  # fmt: skip
+
+
 def rows(requests: Iterable[OfficeRequest]) -> list[dict[str, object]]:
     """Plain dicts, for CSV, JSON and tables."""
-    names = [f.name for f in fields(OfficeRequest) if f.name != "id"]
+    names = COLUMNS
     return [{name: getattr(r, name) for name in names} for r in requests]

@@ -5,6 +5,8 @@
                 talk to the bot; Ctrl-C stops them
     bot check   check the department data: facts, texts in every language,
                 training examples for every intent in every language
+    bot requests list|show|close|purge
+                visit requests and questions for the office (see bot/staff.py)
     bot telegram set-webhook URL
                 register URL (https) as the Telegram webhook, with
                 TELEGRAM_WEBHOOK_SECRET; the polling bridge then pauses
@@ -24,6 +26,7 @@ import signal
 import sys
 import time
 
+from bot import staff
 from bot.servers import MODEL, ServerError, Servers
 
 
@@ -138,6 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     set_parser.add_argument("url", help="e.g. https://bot.example.org/webhooks/telegram/webhook")
     telegram_commands.add_parser("delete-webhook", help="remove the webhook (polling resumes)")
     telegram_parser.set_defaults(handler=telegram_command)
+    staff.add_parser(commands)
     args = parser.parse_args(argv)
     return args.handler(args)
 

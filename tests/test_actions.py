@@ -38,15 +38,17 @@ def test_a_question_is_answered_with_the_facts_in_its_language(language, dispatc
 def test_every_intent_has_an_answer_in_the_conversation_language(intent, language, dispatcher):
     tracker = make_tracker("ok", intent, slots={"language": language})
     texts, events = run(ActionAnswerQuestion(), tracker, dispatcher)
-    assert texts == [say(intent, language)]
-    assert events == []  # "ok" keeps the language: nothing to set
+    assert texts[0] == say(intent, language)
+    assert len(texts) == (2 if intent in ("ask_visit", "out_of_scope") else 1)  # then an offer
+    assert SlotSet("language", language) not in events  # "ok" keeps the language: nothing to set
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_out_of_scope_says_so_and_gives_the_postal_address(language, dispatcher):
     tracker = make_tracker("ok", "out_of_scope", slots={"language": language})
-    (text,), _ = run(ActionAnswerQuestion(), tracker, dispatcher)
+    (text, offer), _ = run(ActionAnswerQuestion(), tracker, dispatcher)
     assert "210003" in text
+    assert offer == say("question_offer", language)
 
 
 def test_the_hint_is_used_for_an_ambiguous_first_message(dispatcher):

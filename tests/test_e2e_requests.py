@@ -1,0 +1,95 @@
+"""End to end: visiting scholars file requests over REST; staff see them with `bot requests`."""
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import pytest
+
+from actions.texts import say
+
+pytestmark = pytest.mark.e2e
+NEXT_YEAR = dt.date.today().year + 1
+
+
+def staff_csv(servers) -> str:
+    result = subprocess.run([sys.executable, "-m", "bot.cli", "requests", "list", "--format", "csv"],
+                            capture_output=True, text=True, timeout=120,
+                            env={**os.environ, "DATABASE_URL": servers.env["DATABASE_URL"]})  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+
+SCHOLARS = {
+    "en": {
+        "ask": "I'm a professor in Lyon and would like to visit NJUPT to give a lecture. How is that arranged?",
+        "answers": ["/request_visit", "Marie Curie", "Université de Lyon", "France", "marie@univ-lyon.example",
+                    say("purpose_lecture", "en"), f"10 May {NEXT_YEAR}", f"14 May {NEXT_YEAR}",
+                    "Radio communication", "/affirm"],
+        "name": "Marie Curie",
+    },
+    "zh-Hans": {
+        "ask": "我是清华的老师，想去南邮做学术讲座，请问怎么安排？",
+        "answers": ["/request_visit", "李华", "清华大学", "中国", "lihua@tsinghua.example",
+                    say("purpose_research", "zh-Hans"), f"{NEXT_YEAR}年6月1日", f"{NEXT_YEAR}年6月3日", "无", "/affirm"],
+        "name": "李华",
+    },
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", ["en", "zh-Hans"])
+def test_a_visiting_scholar_files_a_request(chat, servers, language):
+    scholar = SCHOLARS[language]
+    user = chat()
+    first = user.send(scholar["ask"])
+    assert [m["text"] for m in first] == [say("ask_visit", language), say("visit_offer", language)]
+    assert first[1]["buttons"][0]["payload"] == "/request_visit"
+    prompts = [user.ask(answer) for answer in scholar["answers"]]
+    assert prompts[0] == say("form_ask_visitor_name", language)
+    assert prompts[4].startswith(say("form_ask_purpose", language))
+    assert scholar["name"] in prompts[-2]  # the summary
+    saved = prompts[-1]
+    ref = saved.split(f"V-{NEXT_YEAR}-")[1][:4]
+    assert saved == say("visit_saved", language, ref=f"V-{NEXT_YEAR}-{ref}")
+    assert scholar["name"] in staff_csv(servers)
+
+
+def test_a_form_survives_mistakes_a_question_and_a_restart_and_can_be_cancelled(chat, servers):
+    user = chat()
+    assert user.ask("I want to submit a visit request") == say("form_ask_visitor_name", "en")
+    assert user.ask("Grace Hopper") == say("form_ask_institution", "en")
+    assert user.ask("Yale University") == say("form_ask_country", "en")
+    assert user.ask("USA") == say("form_ask_email", "en")
+    assert user.ask("grace at yale") == "\n".join([say("form_invalid_email", "en"), say("form_ask_email", "en")])
+    reply = user.ask("What is the postal address of the international office?")
+    assert reply.startswith(say("ask_address", "en")) and reply.endswith(say("form_ask_email", "en"))
+    servers.stop()
+    servers.start()
+    assert user.ask("grace@yale.example").startswith(say("form_ask_purpose", "en"))  # the form kept its place
+    assert user.ask("cancel") == say("request_cancelled", "en")
+    assert "Grace Hopper" not in staff_csv(servers)
+
+
+def test_an_unanswered_question_is_passed_on_to_the_office(chat, servers):
+    user = chat()
+    reply = user.send("How much is the tuition fee for the joint programme?")
+    assert [m["text"] for m in reply] == [say("out_of_scope", "en"), say("question_offer", "en")]
+    assert user.ask(reply[1]["buttons"][0]["payload"]) == say("form_ask_office_email", "en")
+    assert "How much is the tuition fee" in user.ask("student@uni.example")
+    saved = user.ask("/affirm")
+    assert saved.startswith(say("question_saved", "en", ref="Q-")[:20])
+    rows = staff_csv(servers)
+    assert "How much is the tuition fee for the joint programme?" in rows and "student@uni.example" in rows
+
+
+def test_requests_are_still_listed_after_the_servers_restart(chat, servers):
+    user = chat()
+    for answer in ["/request_visit", "Alan Turing", "Cambridge", "UK", "alan@cam.example",
+                   say("purpose_conference", "en"), f"{NEXT_YEAR}-09-01", f"{NEXT_YEAR}-09-02", "none", "/affirm"]:
+        reply = user.ask(answer)
+    assert reply.startswith(say("visit_saved", "en", ref="V")[:20])
+    servers.stop()
+    servers.start()
+    assert "Alan Turing" in staff_csv(servers)

@@ -1,0 +1,139 @@
+"""The requests table on SQLite and on the real PostgreSQL server, and the staff command."""
+
+import datetime as dt
+import json
+import multiprocessing
+import os
+import subprocess
+import sys
+import uuid
+
+import pytest
+import sqlalchemy as sa
+
+from actions import storage
+from actions.storage import OfficeRequest, RequestNotFound, RequestStore
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+def postgres_reachable() -> bool:
+    try:
+        engine = sa.create_engine(f"{POSTGRES}/postgres", connect_args={"connect_timeout": 3})
+        with engine.connect():
+            return True
+    except sa.exc.OperationalError:
+        return False
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    """A database of the test's own: a SQLite file, or a PostgreSQL database created and dropped."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'bot.db'}"
+        return
+    if not postgres_reachable():
+        if os.environ.get("REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} and REQUIRE_POSTGRES is set")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES} (set REQUIRE_POSTGRES=1 to fail instead)")
+    name = f"njupt_test_{uuid.uuid4().hex[:10]}"
+    yield f"{POSTGRES}/{name}"
+    engine = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    engine.dispose()
+
+
+def visit(name: str = "Ada Lovelace", arrival: dt.date = dt.date(2027, 5, 10)) -> OfficeRequest:
+    return OfficeRequest(kind="visit", email="ada@uni.example", full_name=name, institution="Uni",
+                         country="UK", purpose="lecture", arrival=arrival, departure=arrival, details="AI")  # fmt: skip
+
+
+def test_saved_requests_get_references_and_can_be_listed_shown_and_closed(database_url):
+    store = RequestStore(database_url)
+    first, second = store.save(visit()), store.save(visit("Alan Turing"))
+    question = store.save(OfficeRequest(kind="question", email="a@b.example", details="What about fees?"),
+                          now=dt.datetime(2026, 11, 29, 8, 0))  # fmt: skip
+    assert (first.ref, second.ref, question.ref) == ("V-2027-0001", "V-2027-0002", "Q-2026-0001")
+    assert [r.ref for r in store.list()] == ["V-2027-0001", "V-2027-0002", "Q-2026-0001"]
+    assert [r.ref for r in store.list(kind="question")] == ["Q-2026-0001"]
+    assert store.get("v-2027-0002").full_name == "Alan Turing"
+    closed = store.close("V-2027-0001", note="answered by mail")
+    assert (closed.status, closed.note) == ("closed", "answered by mail")
+    assert [r.ref for r in store.list(status="closed")] == ["V-2027-0001"]
+    assert len(store.list(status="all")) == 3
+    with pytest.raises(RequestNotFound):
+        store.get("V-1999-0001")
+
+
+def test_purge_deletes_only_old_requests(database_url):
+    store = RequestStore(database_url)
+    now = dt.datetime(2027, 1, 1)
+    store.save(visit(), now=now - dt.timedelta(days=400))
+    store.save(visit("Recent"), now=now - dt.timedelta(days=10))
+    assert store.purge(older_than_days=365, now=now) == 1
+    assert [r.full_name for r in store.list(status="all")] == ["Recent"]
+
+
+def test_the_schema_is_upgraded_without_losing_requests(database_url, monkeypatch):
+    RequestStore(database_url).save(visit())
+
+    def add_a_column(connection):
+        connection.execute(sa.text("ALTER TABLE office_requests ADD COLUMN phone_allowed BOOLEAN"))
+
+    monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS + [add_a_column])
+    upgraded = RequestStore(database_url)
+    assert upgraded.upgrade() == 2
+    assert [r.full_name for r in upgraded.list()] == ["Ada Lovelace"]
+    assert RequestStore(database_url).upgrade() == 2  # applied once only
+
+
+def _save_many(url: str, worker: int, count: int) -> None:
+    store = RequestStore(url)
+    for i in range(count):
+        store.save(visit(f"worker {worker} visitor {i}"))
+
+
+def test_two_processes_writing_at_once_lose_nothing_and_share_no_reference(database_url):
+    RequestStore(database_url)  # schema created first, as the first start does
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_save_many, args=(database_url, w, 25)) for w in range(2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    saved = RequestStore(database_url).list(status="all")
+    assert len(saved) == 50
+    assert len({r.ref for r in saved}) == 50
+    assert sorted(r.ref for r in saved) == [f"V-2027-{n:04d}" for n in range(1, 51)]
+
+
+def bot(*args: str, url: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "bot.cli", "requests", *args], capture_output=True, text=True,
+                          env={**os.environ, "DATABASE_URL": url}, timeout=120)  # fmt: skip
+
+
+def test_the_staff_command(tmp_path):
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    store = RequestStore(url)
+    store.save(visit())
+    store.save(OfficeRequest(kind="question", email="q@x.example", details="Is there a bus, to the campus?"))
+    listing = bot("list", "--format", "csv", url=url)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.strip().splitlines()
+    assert lines[0].startswith("ref,") and len(lines) == 3
+    assert "Ada Lovelace" in lines[1] and '"Is there a bus, to the campus?"' in lines[2]
+    as_json = json.loads(bot("list", "--kind", "visit", "--format", "json", url=url).stdout)
+    assert [r["full_name"] for r in as_json] == ["Ada Lovelace"]
+    table = bot("list", url=url).stdout
+    assert "V-2027-0001" in table and "2 request(s)" in table
+    assert "ada@uni.example" in bot("show", "V-2027-0001", url=url).stdout
+    assert bot("close", "V-2027-0001", "--note", "done", url=url).returncode == 0
+    assert "V-2027-0001" not in bot("list", url=url).stdout
+    assert "V-2027-0001" in bot("list", "--status", "closed", url=url).stdout
+    missing = bot("show", "V-1999-0001", url=url)
+    assert missing.returncode == 1 and "no request" in missing.stderr
+    purged = bot("purge", "--older-than", "0", url=url)
+    assert purged.returncode == 0 and "2 request(s) older than 0 days deleted" in purged.stdout
+    assert "0 request(s)" in bot("list", "--status", "all", url=url).stdout
