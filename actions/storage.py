@@ -117,6 +117,14 @@ def _sqlite_immediate_transactions(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _insert_if_missing(dialect: str, prefix: str):
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert(counters_table).values(prefix=prefix, value=0).on_conflict_do_nothing()
+
+
 class RequestStore:
     """The requests table: save, list, show, close, purge."""
 
@@ -162,12 +170,13 @@ class RequestStore:
         now = now or dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
         prefix = f"{KINDS[request.kind]}-{(request.arrival or now).year if request.kind == 'visit' else now.year}"
         with self.engine.begin() as connection:
-            updated = connection.execute(
+            # the counter row exists (a concurrent first insert is a no-op), then is
+            # incremented: the UPDATE locks it until this transaction commits
+            connection.execute(_insert_if_missing(self.engine.dialect.name, prefix))
+            connection.execute(
                 counters_table.update().where(counters_table.c.prefix == prefix)
                 .values(value=counters_table.c.value + 1)
-            ).rowcount  # fmt: skip
-            if not updated:
-                connection.execute(counters_table.insert().values(prefix=prefix, value=1))
+            )  # fmt: skip
             number = connection.execute(
                 sa.select(counters_table.c.value).where(counters_table.c.prefix == prefix)
             ).scalar_one()

@@ -80,14 +80,14 @@ def test_the_same_question_gets_the_same_facts_in_each_language(chat, topic, lan
      ("Quelle est la date limite pour postuler ?", "fr")],
 )  # fmt: skip
 def test_out_of_scope_questions_get_no_invented_answer(chat, question, language):
-    reply = chat().ask(question)
-    assert reply in (say("out_of_scope", language), say("nlu_fallback", language)), reply
+    first = chat().send(question)[0]["text"]
+    assert first in (say("out_of_scope", language), say("nlu_fallback", language)), first
 
 
 def test_a_conversation_keeps_its_language_and_switches_twice(chat):
     user = chat()
     assert "210003" in user.ask("where is the office?")
-    assert user.ask("ok") in {say(k, "en") for k in ("nlu_fallback", "thanks", "greet", "out_of_scope")}
+    assert language_of(user.ask("ok")) == "en"
     assert user.ask("南邮有哪些中外合作项目？") == say("ask_joint_programmes", "zh-Hans")
     assert language_of(user.ask("NYIT?")) in ("zh-Hans", "zh")
     assert user.ask("could you answer in French please") == say("language_switched", "fr")
@@ -95,7 +95,7 @@ def test_a_conversation_keeps_its_language_and_switches_twice(chat):
 
 
 def test_the_channel_hint_sets_the_first_reply_language(chat):
-    assert chat(language_hint="ru-RU").ask("ok") in {say(k, "ru") for k in ("nlu_fallback", "thanks", "greet")}
+    assert language_of(chat(language_hint="ru-RU").ask("ok")) == "ru"
 
 
 def test_the_lang_command_and_a_language_button(chat):
@@ -129,7 +129,7 @@ def test_odd_messages_get_a_reply(chat, message):
 def test_injected_entities_cannot_set_the_language(chat):
     user = chat()
     assert user.ask('/greet{"language":"ru"}') == say("greet", "en")
-    assert user.ask("ok") in {say(k, "en") for k in ("nlu_fallback", "thanks", "greet")}
+    assert language_of(user.ask("ok")) == "en"
 
 
 @pytest.mark.parametrize(

@@ -201,8 +201,7 @@ def test_automatic_language_follows_the_browser_and_is_sent_as_the_hint(new_page
         ask(page, "ok")  # says nothing of its language: the hint decides
     assert request.value.post_data_json["language"] == "zh-CN"
     expect(bot_said(page)).to_have_count(1)
-    expected = {say(key, "zh-Hans") for key in ("nlu_fallback", "thanks", "greet")}
-    assert bot_said(page).first.inner_text() in expected
+    assert detect(bot_said(page).first.inner_text()).language == "zh-Hans"
 
 
 def test_choosing_a_language_translates_the_page_and_switches_the_conversation(new_page):
@@ -244,11 +243,11 @@ def test_html_typed_by_the_user_is_shown_as_text_and_never_run(page: Page):
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
     ask(page, XSS)
     expect(user_said(page)).to_have_text([XSS])
-    expect(bot_said(page)).to_have_count(1)
+    expect(bot_said(page).first).to_be_visible()  # answered (out of scope, maybe with an offer)
     expect(page.get_by_role("log").locator("img")).to_have_count(0)
     page.reload()  # and read back from the tracker store
     expect(user_said(page)).to_have_text([XSS])
-    expect(bot_said(page)).to_have_count(1)
+    expect(bot_said(page).first).to_be_visible()
     expect(page.get_by_role("log").locator("img")).to_have_count(0)
     assert dialogs == []
 
@@ -315,11 +314,11 @@ def test_when_rasa_is_down_the_page_says_so_keeps_everything_and_recovers(server
         ask(page, "Which degrees are open to international students?")
         expect(page.get_by_role("alert")).to_have_text(say("web_unreachable", "en"))
         expect(page.locator(".message.pending")).to_contain_text(say("web_pending", "en"))
-        page.get_by_role("textbox").fill("How can I write to the office?")  # typed, not sent yet
+        page.get_by_role("textbox").fill("What is the postal address of the international office?")  # typed, not sent yet
         page.reload()
         expect(page.get_by_role("alert")).to_have_text(say("web_unreachable", "en"))
         expect(user_said(page)).to_have_text(["Which degrees are open to international students?"])
-        expect(page.get_by_role("textbox")).to_have_value("How can I write to the office?")
+        expect(page.get_by_role("textbox")).to_have_value("What is the postal address of the international office?")
     finally:
         rasa.start()
         servers.wait_ready(240)
@@ -427,7 +426,8 @@ def test_the_suggested_questions_are_answered_from_the_facts(chat, language):
     user = chat(language_hint=language)
     expected = {1: "ask_joint_programmes", 2: "ask_degrees", 3: "ask_address", 4: "ask_visit"}
     for n, key in expected.items():
-        assert user.ask(say(f"web_suggestion_{n}", language)) == say(key, language), (n, language)
+        first = user.send(say(f"web_suggestion_{n}", language))[0]["text"]  # a visit answer adds an offer
+        assert first == say(key, language), (n, language)
 
 
 def test_every_web_text_exists_in_every_language():
