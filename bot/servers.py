@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -36,6 +37,12 @@ def answers(url: str, timeout: float = 2.0) -> bool:
             return reply.status == 200
     except (urllib.error.URLError, OSError, ValueError):
         return False
+
+
+def port_in_use(host: str, port: int) -> bool:
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
 
 
 def _tail(path: Path, lines: int = 30) -> str:
@@ -134,7 +141,7 @@ class Servers:
         if not self.model.exists():
             raise ServerError(f"no trained model at {self.model}: run `make train`")
         for port in (self.rasa_port, self.action_port, self.web_port):
-            if port and answers(f"http://{self.host}:{port}/"):
+            if port and port_in_use(self.host, port):
                 raise ServerError(f"port {port} is already in use: is the bot already running?")
         if self.web_port:
             self.auth_token = self.auth_token or secrets.token_urlsafe(24)
