@@ -8,6 +8,7 @@ the message, the conversation's ``language`` slot and the channel's hint
 from __future__ import annotations
 
 import logging
+import re
 from abc import ABC, abstractmethod
 from typing import Any
 
@@ -25,6 +26,8 @@ LANGUAGE_SLOT = "language"
 # letter is guesswork); the user is asked for a sentence or two instead.
 MAX_QUESTION_CHARS = 2000
 LANGUAGE_COMMAND = "/lang"
+# Fewer letters than this is no question to pass on to the office ("2027", "ok").
+MIN_QUESTION_LETTERS = 3
 # Intents whose answer is the text of the same name in data/texts.
 ANSWERED_INTENTS = frozenset(
     {
@@ -153,7 +156,9 @@ class ActionAnswerQuestion(LanguageAction):
                 {"title": say("button_file_visit_request", language), "payload": "/request_visit"}, no_thanks])
             return [SlotSet("offer", "visit")]
         unanswered = key == "out_of_scope" or (key == "nlu_fallback" and _previous_intent(tracker) == "nlu_fallback")
-        if unanswered and text.strip() and not text.startswith("/"):
+        # a question worth passing on has words: not "2027", "😀" or "/command"
+        worded = len(re.findall(r"[^\W\d_]", text)) >= MIN_QUESTION_LETTERS and not text.startswith("/")
+        if unanswered and worded:
             dispatcher.utter_message(text=say("question_offer", language), buttons=[
                 {"title": say("button_pass_question", language), "payload": "/affirm"}, no_thanks])
             return [SlotSet("offer", "question"), SlotSet("last_question", text.strip())]
