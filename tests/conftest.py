@@ -120,3 +120,30 @@ def chat(servers: Servers, request: pytest.FixtureRequest):
         return Chat(servers, sender or f"test-{os.urandom(6).hex()}", language_hint)
 
     return start
+
+
+POSTGRES = "postgresql://postgres@127.0.0.1:5432"
+
+
+@pytest.fixture
+def postgres_url():
+    """A PostgreSQL database of the test's own, created and dropped; skipped (or, with
+    REQUIRE_POSTGRES set, as CI does, failed) when no server is reachable."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    try:
+        engine = sa.create_engine(f"{POSTGRES}/postgres", connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+    except sa.exc.OperationalError:
+        if os.environ.get("REQUIRE_POSTGRES"):
+            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} and REQUIRE_POSTGRES is set")
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES} (set REQUIRE_POSTGRES=1 to fail instead)")
+    name = f"njupt_test_{uuid.uuid4().hex[:10]}"
+    yield f"{POSTGRES}/{name}"
+    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    admin.dispose()

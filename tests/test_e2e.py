@@ -162,3 +162,23 @@ def test_when_the_action_server_is_down_the_user_gets_an_apology(servers: Server
         action_server.start()
         servers.wait_ready(120)
     assert "210003" in chat().ask("Where is the international office?")
+
+
+def test_conversations_are_kept_in_postgresql_with_one_variable(model, postgres_url, tmp_path):
+    import sqlalchemy as sa
+
+    from .conftest import Chat, free_port
+
+    servers = Servers(model=model, rasa_port=free_port(), action_port=free_port(), log_dir=tmp_path,
+                      env={"DATABASE_URL": postgres_url})  # fmt: skip
+    with servers:
+        user = Chat(servers, "pg-user")
+        assert user.ask("Parlez-vous français ?") == say("language_switched", "fr")
+    engine = sa.create_engine(postgres_url)
+    with engine.connect() as connection:
+        texts = [json.loads(data).get("text") for (data,) in connection.execute(
+            sa.text("SELECT data FROM events WHERE sender_id = 'pg-user' AND type_name = 'user'"))]  # fmt: skip
+    engine.dispose()
+    assert texts == ["Parlez-vous français ?"]
+    with servers:  # started again: the conversation is read back from PostgreSQL
+        assert language_of(Chat(servers, "pg-user").ask("NYIT ?")) == "fr"

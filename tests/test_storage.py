@@ -1,47 +1,30 @@
 """The requests table on SQLite and on the real PostgreSQL server, and the staff command."""
 
+import concurrent.futures
 import datetime as dt
 import json
 import multiprocessing
 import os
 import subprocess
 import sys
-import uuid
+import time
+import urllib.request
 
 import pytest
 import sqlalchemy as sa
 
 from actions import storage
 from actions.storage import OfficeRequest, RequestNotFound, RequestStore
+from bot.servers import ROOT, Process, answers
 
-POSTGRES = "postgresql://postgres@127.0.0.1:5432"
-
-
-def postgres_reachable() -> bool:
-    try:
-        engine = sa.create_engine(f"{POSTGRES}/postgres", connect_args={"connect_timeout": 3})
-        with engine.connect():
-            return True
-    except sa.exc.OperationalError:
-        return False
-
+from .conftest import free_port
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """A database of the test's own: a SQLite file, or a PostgreSQL database created and dropped."""
     if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'bot.db'}"
-        return
-    if not postgres_reachable():
-        if os.environ.get("REQUIRE_POSTGRES"):
-            pytest.fail(f"PostgreSQL is not reachable at {POSTGRES} and REQUIRE_POSTGRES is set")
-        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES} (set REQUIRE_POSTGRES=1 to fail instead)")
-    name = f"njupt_test_{uuid.uuid4().hex[:10]}"
-    yield f"{POSTGRES}/{name}"
-    engine = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
-    with engine.connect() as connection:
-        connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    engine.dispose()
+        return f"sqlite:///{tmp_path / 'bot.db'}"
+    return request.getfixturevalue("postgres_url")
 
 
 def visit(name: str = "Ada Lovelace", arrival: dt.date = dt.date(2027, 5, 10)) -> OfficeRequest:
@@ -137,3 +120,46 @@ def test_the_staff_command(tmp_path):
     purged = bot("purge", "--older-than", "0", url=url)
     assert purged.returncode == 0 and "2 request(s) older than 0 days deleted" in purged.stdout
     assert "0 request(s)" in bot("list", "--status", "all", url=url).stdout
+
+
+def test_two_action_servers_saving_at_once_lose_nothing(tmp_path):
+    """Two real action-server processes run the saving action at the same time."""
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    RequestStore(url)
+    env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
+    ports = [free_port(), free_port()]
+    servers = [Process(f"action server {p}", [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(p)],
+                       f"http://127.0.0.1:{p}/health", tmp_path / f"actions-{p}.log", env) for p in ports]  # fmt: skip
+    for server in servers:
+        server.start()
+    try:
+        for server in servers:
+            for _ in range(120):
+                server.check_alive()
+                if answers(server.health_url):
+                    break
+                time.sleep(0.5)
+
+        def finish(i: int) -> int:
+            slots = {"visitor_name": f"Visitor {i}", "institution": "Uni", "country": "UK", "email": f"v{i}@uni.example",
+                     "purpose": "lecture", "arrival_date": "2030-05-10", "departure_date": "2030-05-11",
+                     "visit_notes": "", "visit_confirmed": "yes", "language": "en"}  # fmt: skip
+            body = {"next_action": "action_finish_visit_request", "sender_id": f"s{i}", "version": "3.6.2",
+                    "domain": {}, "tracker": {"sender_id": f"s{i}", "slots": slots, "latest_message": {},
+                                              "events": [], "paused": False, "followup_action": None,
+                                              "active_loop": {}, "latest_action_name": "visit_form"}}  # fmt: skip
+            request = urllib.request.Request(f"http://127.0.0.1:{ports[i % 2]}/webhook",
+                                             data=json.dumps(body).encode(),
+                                             headers={"Content-Type": "application/json"})  # fmt: skip
+            with urllib.request.urlopen(request, timeout=60) as reply:
+                return reply.status
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+            assert set(pool.map(finish, range(40))) == {200}
+    finally:
+        for server in servers:
+            server.stop()
+    saved = RequestStore(url).list()
+    assert len(saved) == 40
+    assert sorted(r.ref for r in saved) == [f"V-2030-{n:04d}" for n in range(1, 41)]
+    assert {r.full_name for r in saved} == {f"Visitor {i}" for i in range(40)}
