@@ -36,7 +36,8 @@ logger = logging.getLogger(__name__)
 VISIT_SLOTS = ["visitor_name", "institution", "country", "email", "purpose",
                "arrival_date", "departure_date", "visit_notes", "visit_confirmed"]  # fmt: skip
 QUESTION_SLOTS = ["office_email", "office_question"]
-FREE_TEXT_LIMITS = {"visitor_name": 200, "institution": 300, "country": 100, "visit_notes": 2000, "office_question": 4000}
+FREE_TEXT_LIMITS = {"visitor_name": 200, "institution": 300, "country": 100,
+                    "visit_notes": 2000, "office_question": 4000}  # fmt: skip
 PURPOSES = ["lecture", "research", "conference", "other"]
 CHANGEABLE = VISIT_SLOTS[:-1]
 # A topic question is answered mid-form when NLU is at least this sure of it.
@@ -69,6 +70,16 @@ def _localized_options(key_prefix: str, options: list[str]) -> dict[str, str]:
             for code in registry().codes for option in options}  # fmt: skip
 
 
+def option_buttons(key_prefix: str, options: list[str], language: str) -> list[dict[str, str]]:
+    """Buttons whose payload is their title: typed or pressed, the answer reads the same."""
+    return [{"title": say(f"{key_prefix}{o}", language), "payload": say(f"{key_prefix}{o}", language)} for o in options]
+
+
+def interrupted(tracker: Tracker) -> SlotSet:
+    """Counts a turn that did not answer the form; setting it keeps the form going."""
+    return SlotSet("form_interruptions", (tracker.get_slot("form_interruptions") or 0) + 1)
+
+
 def is_none_answer(text: str) -> bool:
     words = {w.strip().lower() for code in registry().codes for w in texts().raw("none_words", code).split(",")}
     return text.strip().lower() in words
@@ -85,9 +96,8 @@ class AskAction(Action):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         language = language_of(tracker)
         if self.slot == "purpose":
-            buttons = [{"title": say(f"purpose_{p}", language), "payload": say(f"purpose_{p}", language)}
-                       for p in PURPOSES]  # fmt: skip
-            dispatcher.utter_message(text=say("form_ask_purpose", language), buttons=buttons)
+            dispatcher.utter_message(text=say("form_ask_purpose", language),
+                                     buttons=option_buttons("purpose_", PURPOSES, language))  # fmt: skip
         elif self.slot == "visit_confirmed":
             dispatcher.utter_message(text=summary(tracker, language), buttons=[
                 {"title": say("button_confirm", language), "payload": "/affirm"},
@@ -153,12 +163,12 @@ class FormValidator(Action, ABC):
             dispatcher.utter_message(text=say(intent, language))
             dispatcher.utter_message(text=say("form_interrupted", language))
             # a slot set (not the requested one) keeps the form going: it asks again
-            return [SlotSet("form_interruptions", (tracker.get_slot("form_interruptions") or 0) + 1)]
+            return [interrupted(tracker)]
         if problem:
             message = say(problem[0], language, **problem[1])
             buttons = problem[2] if len(problem) > 2 else []
             dispatcher.utter_message(text=message, buttons=buttons)
-        return [SlotSet(requested, None), SlotSet("form_interruptions", (tracker.get_slot("form_interruptions") or 0) + 1)]
+        return [SlotSet(requested, None), interrupted(tracker)]
 
     def accept(self, slot: str, value: Any, tracker: Tracker) -> list[EventType]:
         return [SlotSet(slot, value)]
@@ -194,8 +204,7 @@ class ValidateVisitForm(FormValidator):
             option = _localized_options("purpose_", PURPOSES).get(text.lower())
             if option:
                 return option, None
-            buttons = [{"title": say(f"purpose_{p}", language), "payload": say(f"purpose_{p}", language)} for p in PURPOSES]
-            return None, ("form_invalid_purpose", {}, buttons)
+            return None, ("form_invalid_purpose", {}, option_buttons("purpose_", PURPOSES, language))
         if slot == "visit_confirmed":
             return self.read_confirmation(text, intent, language)
         if slot == "visit_notes" and is_none_answer(text):
@@ -221,8 +230,7 @@ class ValidateVisitForm(FormValidator):
         field = _localized_options("field_", CHANGEABLE).get(text.lower())
         if field:
             return f"change:{field}", None
-        buttons = [{"title": say(f"field_{f}", language), "payload": say(f"field_{f}", language)} for f in CHANGEABLE]
-        return None, ("form_which_field", {}, buttons)
+        return None, ("form_which_field", {}, option_buttons("field_", CHANGEABLE, language))
 
     def accept(self, slot: str, value: Any, tracker: Tracker) -> list[EventType]:
         if slot == "visit_confirmed" and str(value).startswith("change:"):

@@ -39,7 +39,8 @@ def machine() -> str:
         memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
     except OSError:
         memory_kb = 0
-    return f"{cpu}, {os.cpu_count()} cores, {memory_kb / 1024 / 1024:.0f} GiB RAM, {platform.system()} {platform.release()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{cpu}, {os.cpu_count()} cores, {memory_kb / 1024 / 1024:.0f} GiB RAM, {system}"
 
 
 def rss_mb(pid: int) -> float:

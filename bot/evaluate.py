@@ -95,7 +95,7 @@ def evaluate(model: Path = MODEL, holdout: Path = HOLDOUT_DIR) -> dict[str, Lang
             rows += [(code, text, intent) for text in examples]
     predicted = asyncio.run(_predict(model, [text for _, text, _ in rows]))
     by_language: dict[str, list[tuple[str, str, str]]] = {}
-    for (code, text, intent), guess in zip(rows, predicted):
+    for (code, text, intent), guess in zip(rows, predicted, strict=True):
         by_language.setdefault(code, []).append((text, intent, guess))
     return {code: score(code, pairs) for code, pairs in by_language.items()}
 

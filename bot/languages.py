@@ -146,8 +146,8 @@ def to_traditional(text: str) -> str:
 def chinese_script(text: str) -> str | None:
     """'Hant' or 'Hans' when the characters tell, None when they are common to both."""
     han = "".join(HAN.findall(text))
-    traditional = sum(1 for a, b in zip(han, to_simplified(han)) if a != b)
-    simplified = sum(1 for a, b in zip(han, _opencc("s2t").convert(han)) if a != b)
+    traditional = sum(1 for a, b in zip(han, to_simplified(han), strict=False) if a != b)
+    simplified = sum(1 for a, b in zip(han, _opencc("s2t").convert(han), strict=False) if a != b)
     if traditional > simplified:
         return "Hant"
     if simplified > traditional:
@@ -173,7 +173,8 @@ class Detection:
 
 @functools.cache
 def _detector():
-    from lingua import IsoCode639_1, Language as LinguaLanguage, LanguageDetectorBuilder
+    from lingua import IsoCode639_1, LanguageDetectorBuilder
+    from lingua import Language as LinguaLanguage
 
     reg = registry()
     isos = {lang.lingua for lang in reg.languages.values()} | set(reg.detect_also)

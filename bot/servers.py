@@ -158,8 +158,10 @@ class Servers:
         if self.cors:
             rasa += ["--cors", self.cors]
         self.processes = [
-            Process("action server", action, f"{self.action_url}/health", self.log_dir / f"actions-{self.action_port}.log", env),
-            Process("Rasa server", rasa, f"{self.rasa_url}/webhooks/rest/", self.log_dir / f"rasa-{self.rasa_port}.log", env),
+            Process("action server", action, f"{self.action_url}/health",
+                    self.log_dir / f"actions-{self.action_port}.log", env),
+            Process("Rasa server", rasa, f"{self.rasa_url}/webhooks/rest/",
+                    self.log_dir / f"rasa-{self.rasa_port}.log", env),
         ]  # fmt: skip
         if self.web_port:
             web = [sys.executable, "-m", "bot.web", "--host", self.web_host,

@@ -40,7 +40,7 @@ def list_requests(args: argparse.Namespace) -> int:
         table = [[_text(row[c], 40) for c in TABLE_COLUMNS] for row in found]
         widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(TABLE_COLUMNS)]
         for line in [list(TABLE_COLUMNS)] + table:
-            print("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip())
+            print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
         print(f"{len(found)} request(s)")
     return 0
 

@@ -6,7 +6,6 @@ ports with a SQLite database of their own.
 
 import json
 import re
-import urllib.request
 
 import pytest
 

@@ -7,8 +7,13 @@ from rasa_sdk.events import SlotSet
 
 from actions import forms, storage
 from actions.answers import ActionAnswerQuestion
-from actions.forms import (ActionFinishOfficeQuestion, ActionFinishVisitRequest, AskAction,
-                           ValidateQuestionForm, ValidateVisitForm)  # fmt: skip
+from actions.forms import (
+    ActionFinishOfficeQuestion,
+    ActionFinishVisitRequest,
+    AskAction,
+    ValidateQuestionForm,  # fmt: skip
+    ValidateVisitForm,
+)
 from actions.parsing import parse_date
 from actions.texts import say
 

@@ -19,6 +19,7 @@ from bot.servers import ROOT, Process, answers
 
 from .conftest import free_port
 
+
 @pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request, tmp_path):
     """A database of the test's own: a SQLite file, or a PostgreSQL database created and dropped."""

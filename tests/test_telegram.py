@@ -471,7 +471,7 @@ def running_bot(model: Path, tmp_path_factory: pytest.TempPathFactory):
 @pytest.mark.model
 def test_e2e_a_chinese_and_a_russian_user_get_the_facts_in_their_language(running_bot):
     api = running_bot.api
-    for chat_id, (_, question, key, facts, language) in QUESTIONS.items():
+    for chat_id, (_, _question, key, facts, language) in QUESTIONS.items():
         try:
             (reply,) = api.wait_for_messages(chat_id, 1, timeout=600)
         except AssertionError as error:
