@@ -61,7 +61,9 @@ def train(languages: list[str] | None, workdir: Path, name: str) -> tuple[Path, 
         [sys.executable, "-m", "rasa", "train", "--config", "config.yml", "--domain", "domain.yml",
          "--data", str(data / "nlu"), "data/rules", "--out", str(workdir), "--fixed-model-name", name],
         cwd=ROOT, check=True, capture_output=True,
-        env={**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2"},
+        # a cache of its own: Rasa must not reuse components trained by `make train`
+        env={**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
+             "RASA_CACHE_DIRECTORY": str(workdir / f"cache-{name}")},
     )  # fmt: skip
     return workdir / f"{name}.tar.gz", time.monotonic() - started
 

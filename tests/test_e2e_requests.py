@@ -54,6 +54,10 @@ def test_a_visiting_scholar_files_a_request(chat, servers, language):
     ref = saved.split(f"V-{NEXT_YEAR}-")[1][:4]
     assert saved == say("visit_saved", language, ref=f"V-{NEXT_YEAR}-{ref}")
     assert scholar["name"] in staff_csv(servers)
+    # personal data lives in the requests table only: the servers' logs carry none of it
+    logs = "".join(path.read_text(errors="replace") for path in servers.log_dir.glob("*.log"))
+    email = scholar["answers"][4]
+    assert email not in logs and scholar["name"] not in logs
 
 
 def test_a_form_survives_mistakes_a_question_and_a_restart_and_can_be_cancelled(chat, servers):

@@ -210,3 +210,19 @@ def test_ask_visit_offers_a_visit_request(dispatcher):
     assert [m["text"] for m in dispatcher.messages] == [say("ask_visit", "en"), say("visit_offer", "en")]
     assert [b["payload"] for b in dispatcher.messages[1]["buttons"]] == ["/request_visit", "/deny"]
     assert SlotSet("offer", "visit") in events
+
+
+def test_not_understanding_twice_in_a_row_offers_to_pass_the_question_on(dispatcher):
+    tracker = make_tracker("blorf the quantum visa gizmo", "nlu_fallback")
+    tracker.events = [{"event": "user", "text": "wibble wobble", "parse_data": {"intent": {"name": "nlu_fallback"}}},
+                      {"event": "user", "text": tracker.latest_message["text"],
+                       "parse_data": {"intent": {"name": "nlu_fallback"}}}]  # fmt: skip
+    events = ActionAnswerQuestion().run(dispatcher, tracker, {})
+    assert [m["text"] for m in dispatcher.messages] == [say("nlu_fallback", "en"), say("question_offer", "en")]
+    assert SlotSet("last_question", "blorf the quantum visa gizmo") in events
+
+
+def test_not_understanding_once_makes_no_offer(dispatcher):
+    tracker = make_tracker("blorf the quantum visa gizmo", "nlu_fallback")
+    ActionAnswerQuestion().run(dispatcher, tracker, {})
+    assert [m["text"] for m in dispatcher.messages] == [say("nlu_fallback", "en")]
