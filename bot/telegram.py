@@ -533,6 +533,24 @@ def _on_polling_error(conflict: asyncio.Event, error: TelegramError) -> None:
         logger.warning("Telegram polling: %s (retrying)", type(error).__name__)
 
 
+_FAILED = object()
+
+
+async def _attempt(what: str, call: Awaitable[T], stop: asyncio.Event, interval: float) -> T | object:
+    """Awaits one Bot API call; on a passing error logs it, waits a little and returns _FAILED.
+
+    An invalid token is not passing: it propagates and ends the bridge.
+    """
+    try:
+        return await call
+    except InvalidToken:
+        raise
+    except TelegramError as error:
+        logger.warning("Telegram: %s failed (%s), retrying", what, type(error).__name__)
+        await _wait(stop, min(5.0, interval))
+        return _FAILED
+
+
 async def poll(
     settings: Settings, ask: Ask, stop: asyncio.Event, check_interval: float = WEBHOOK_CHECK_INTERVAL
 ) -> None:
@@ -552,14 +570,10 @@ async def poll(
     try:
         await application.start()
         while not stop.is_set():
-            try:
-                webhook = (await application.bot.get_webhook_info()).url
-            except InvalidToken:
-                raise
-            except TelegramError as error:
-                logger.warning("Telegram: getWebhookInfo failed (%s), retrying", type(error).__name__)
-                await _wait(stop, min(5.0, check_interval))
+            info = await _attempt("getWebhookInfo", application.bot.get_webhook_info(), stop, check_interval)
+            if info is _FAILED:
                 continue
+            webhook = info.url
             if webhook:
                 if state != "webhook":
                     logger.info("Telegram: a webhook is registered, not polling (bot telegram delete-webhook)")
@@ -567,16 +581,11 @@ async def poll(
                 await _wait(stop, check_interval)
                 continue
             conflict = asyncio.Event()
-            try:
-                await updater.start_polling(
-                    allowed_updates=ALLOWED_UPDATES, bootstrap_retries=0,
-                    error_callback=functools.partial(_on_polling_error, conflict),
-                )  # fmt: skip
-            except InvalidToken:
-                raise
-            except TelegramError as error:
-                logger.warning("Telegram: cannot start polling (%s), retrying", type(error).__name__)
-                await _wait(stop, min(5.0, check_interval))
+            started = updater.start_polling(
+                allowed_updates=ALLOWED_UPDATES, bootstrap_retries=0,
+                error_callback=functools.partial(_on_polling_error, conflict),
+            )  # fmt: skip
+            if await _attempt("start polling", started, stop, check_interval) is _FAILED:
                 continue
             if state != "polling":
                 logger.info("Telegram: polling for updates")
