@@ -3,9 +3,12 @@
 from pathlib import Path
 
 import pytest
+import yaml
 
+from bot.coverage import NLU_DIR, read_examples
 from bot.evaluate import LanguageResult, evaluate, score
-from bot.nlu import split
+from bot.nlu import HashedNgramFeaturizer, MultilingualTokenizer, epochs_for, split
+from bot.servers import ROOT
 
 from .conftest import LANGUAGES
 
@@ -27,6 +30,48 @@ MAX_OUT_OF_SCOPE_FALSE_ACCEPTS = 0.05
 def test_the_tokenizer_segments_every_language(text, words):
     assert [w for w, _ in split(text)] == words
 
+
+def featurize(texts: list[str], columns: int = 2**10) -> list:
+    """The sentence features the pipeline's tokenizer and featurizer give each text."""
+    from rasa.shared.nlu.training_data.message import Message
+
+    tokenizer = MultilingualTokenizer(MultilingualTokenizer.get_default_config())
+    featurizer = HashedNgramFeaturizer({**HashedNgramFeaturizer.get_default_config(), "columns": columns}, "test")
+    messages = [Message(data={"text": text}) for text in texts]
+    featurizer.process(tokenizer.process(messages))
+    return [m.get_sparse_features("text")[1].features.tocsr() for m in messages]
+
+
+def test_features_keep_their_width_whatever_the_languages():
+    rows = featurize(["Where is the office?", "国际处在哪里", "Где находится офис?", "Où est le bureau ?"])
+    assert {row.shape for row in rows} == {(1, 2**10)}
+    assert all(row.nnz > 10 for row in rows)
+
+
+def test_traditional_and_simplified_chinese_get_the_same_features():
+    simplified, traditional, other = featurize(["国际处的地址在哪里", "國際處的地址在哪裡", "有哪些合作项目"])
+    assert (simplified != traditional).nnz == 0
+    assert (simplified != other).nnz > 0
+
+
+def test_a_typo_keeps_most_of_the_features():
+    right, typo, unrelated = featurize(["What is the address of the office", "Wat is the adress of the ofice",
+                                        "Do you offer joint degrees"])  # fmt: skip
+    overlap = lambda a, b: a.minimum(b).sum() / a.sum()  # noqa: E731
+    assert overlap(right, typo) > 0.6 > overlap(right, unrelated)
+
+
+def test_more_training_data_means_fewer_passes_not_more_work():
+    pipeline = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))["pipeline"]
+    diet = next(c for c in pipeline if c["name"] == "bot.nlu.BudgetedDIETClassifier")
+    counts = {p.stem: sum(map(len, read_examples(p).values())) for p in NLU_DIR.glob("*.yml")}
+    two, five = counts["en"] + counts["zh-Hans"], sum(counts.values())
+    assert epochs_for(two, diet) == 30  # the English-and-Chinese model keeps its 30 passes
+    assert epochs_for(five, diet) < 15
+    for examples in (two, five):
+        seen = epochs_for(examples, diet) * examples
+        assert abs(seen - diet["examples_seen"]) <= examples / 2
+    assert epochs_for(10, diet) == diet["epochs"] and epochs_for(10**7, diet) == diet["min_epochs"]
 
 
 def test_scoring_counts_a_fallback_on_an_out_of_scope_question_as_right():
