@@ -25,6 +25,9 @@ What the bridge does with an update:
 * ``/start`` asks Rasa ``/greet``, ``/help`` asks ``/bot_capabilities`` (and lists
   the commands), ``/lang`` and ``/lang xx`` and any other text go as they are;
 * a pressed inline button is acknowledged (answerCallbackQuery) and its payload sent;
+* while Rasa thinks, the chat shows "typing…" (sendChatAction);
+* at start, the command menu (/start, /help, /lang) is set in every language the
+  bot speaks (setMyCommands, English by default);
 * photos, stickers, voice, documents, locations and edited messages get a short
   text reply in the user's language, without asking Rasa;
 * in group chats, only messages that mention the bot or reply to it are answered;
@@ -58,14 +61,23 @@ from urllib.parse import urlsplit
 from weakref import WeakValueDictionary
 
 import httpx
-from telegram import Bot, InlineKeyboardButton, InlineKeyboardMarkup, Message, MessageEntity, Update, User
-from telegram.constants import ChatType, InlineKeyboardButtonLimit, MessageLimit
+from telegram import (
+    Bot,
+    BotCommand,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    MessageEntity,
+    Update,
+    User,
+)
+from telegram.constants import ChatAction, ChatType, InlineKeyboardButtonLimit, MessageLimit
 from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ContextTypes, TypeHandler
 from telegram.warnings import PTBDeprecationWarning
 
 from actions.texts import say
-from bot.languages import choose, warm_up
+from bot.languages import choose, registry, warm_up
 
 logger = logging.getLogger("bot.telegram")  # not __main__ under `python -m`
 
@@ -80,6 +92,7 @@ MAX_MESSAGE_LENGTH = int(MessageLimit.MAX_TEXT_LENGTH)  # 4096, counted in UTF-1
 MAX_CALLBACK_DATA = int(InlineKeyboardButtonLimit.MAX_CALLBACK_DATA)  # 64 bytes
 # Telegram commands and what is sent to Rasa for them; other commands go as typed.
 COMMANDS = {"start": "/greet", "help": "/bot_capabilities"}
+MENU = ("start", "help", "lang")  # the command menu; descriptions are texts telegram_command_<name>
 RASA_TIMEOUT = 30.0
 CONCURRENT_UPDATES = 16  # different chats are answered in parallel, one chat in order
 WEBHOOK_CHECK_INTERVAL = 60.0
@@ -425,6 +438,8 @@ class Bridge:
             await self.acknowledge(context.bot, incoming)
             if incoming.text is None and incoming.notice is None:
                 return
+            if incoming.notice is None:
+                await self.typing(context.bot, incoming.chat_id)
             replies = await self.replies(incoming)
             await self.send(context.bot, incoming.chat_id, replies)
 
@@ -436,6 +451,13 @@ class Bridge:
             await with_retry(bot.answer_callback_query, incoming.callback_query_id)
         except TelegramError as error:
             logger.warning("answerCallbackQuery failed: %s", type(error).__name__)
+
+    async def typing(self, bot: Bot, chat_id: int) -> None:
+        """Shows "typing…" until the answer is sent (or 5 s); a refusal only loses the dots."""
+        try:
+            await bot.send_chat_action(chat_id, ChatAction.TYPING)
+        except TelegramError as error:
+            logger.warning("sendChatAction failed: %s", type(error).__name__)
 
     async def replies(self, incoming: Incoming) -> list[Reply]:
         """What to answer: Rasa's replies, a notice, or an apology, in the user's language."""
@@ -551,6 +573,27 @@ async def _attempt(what: str, call: Awaitable[T], stop: asyncio.Event, interval:
         return _FAILED
 
 
+def command_menus() -> dict[str | None, list[BotCommand]]:
+    """The command menu per Telegram language code (None: everyone else, in English).
+
+    Telegram knows languages by two letters, so Chinese gets the Simplified menu.
+    """
+    menus: dict[str | None, list[BotCommand]] = {}
+    for code in registry().codes:
+        key = None if code == "en" else code.split("-")[0].lower()
+        menus.setdefault(key, [BotCommand(name, say(f"telegram_command_{name}", code)) for name in MENU])
+    return menus
+
+
+async def set_command_menus(bot: Bot) -> None:
+    """setMyCommands for every language; the bridge works without a menu, so failures only warn."""
+    for language_code, commands in command_menus().items():
+        try:
+            await with_retry(bot.set_my_commands, commands, language_code=language_code)
+        except TelegramError as error:
+            logger.warning("setMyCommands (%s) failed: %s", language_code or "default", type(error).__name__)
+
+
 async def poll(
     settings: Settings, ask: Ask, stop: asyncio.Event, check_interval: float = WEBHOOK_CHECK_INTERVAL
 ) -> None:
@@ -564,6 +607,7 @@ async def poll(
     if stop.is_set():
         return
     logger.info("Telegram: connected as @%s", application.bot.username)
+    await set_command_menus(application.bot)
     updater = application.updater
     assert updater is not None
     state = None
@@ -622,6 +666,7 @@ async def set_webhook(settings: Settings, url: str) -> str:
     token, secret, url = settings.require_token(), settings.require_secret(), webhook_url(url)
     async with Bot(token, base_url=settings.base_url) as bot:
         await bot.set_webhook(url, secret_token=secret, allowed_updates=ALLOWED_UPDATES)
+        await set_command_menus(bot)
     return url
 
 

@@ -28,7 +28,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 # Form fields python-telegram-bot sends JSON-encoded (everything else is a plain string).
 JSON_FIELDS = {"chat_id", "offset", "limit", "timeout", "reply_markup", "allowed_updates",
-               "drop_pending_updates", "max_connections", "show_alert", "cache_time"}  # fmt: skip
+               "drop_pending_updates", "max_connections", "show_alert", "cache_time", "commands"}  # fmt: skip
 MAX_POLL_SECONDS = 5.0
 
 
@@ -289,6 +289,21 @@ class BotApiStandIn(_HttpStandIn):
         return message
 
     def _api_answerCallbackQuery(self, params: dict[str, Any]) -> Any:
+        return True
+
+    def _api_sendChatAction(self, params: dict[str, Any]) -> Any:
+        if params.get("action") not in {"typing", "upload_photo", "upload_document", "find_location"}:
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: wrong parameter action"}
+        return True
+
+    def _api_setMyCommands(self, params: dict[str, Any]) -> Any:
+        commands, language = params.get("commands"), params.get("language_code") or ""
+        valid = isinstance(commands, list) and 0 < len(commands) <= 100 and all(
+            re.fullmatch(r"[a-z0-9_]{1,32}", c.get("command", "")) and 1 <= len(c.get("description", "")) <= 256
+            for c in commands
+        )  # fmt: skip
+        if not valid or not re.fullmatch(r"([a-z]{2})?", language):
+            return 400, {"ok": False, "error_code": 400, "description": "Bad Request: invalid commands"}
         return True
 
     def _api_getWebhookInfo(self, params: dict[str, Any]) -> Any:

@@ -200,6 +200,32 @@ async def test_start_help_and_lang_commands(api, rasa, bridge):
     assert texts[:3] == [say("greet", "ru"), say("bot_capabilities", "ru"), say("telegram_commands", "ru")]
 
 
+async def test_the_command_menu_is_set_in_every_language_at_start(api, bridge):
+    menus = {call.get("language_code"): call["commands"] for call in api.calls_of("setMyCommands")}
+    assert set(menus) == {None, "zh", "ru", "fr"}  # None: the default, in English
+    for code, language in ((None, "en"), ("zh", "zh-Hans"), ("ru", "ru"), ("fr", "fr")):
+        assert menus[code] == [{"command": name, "description": say(f"telegram_command_{name}", language)}
+                               for name in ("start", "help", "lang")]  # fmt: skip
+        assert all(detect(c["description"]).language == language for c in menus[code])
+
+
+async def test_the_chat_shows_typing_while_rasa_thinks_and_a_refused_action_loses_nothing(api, rasa, bridge):
+    api.send_text(1151, "Where is the office?", language_code="en")
+    await replies(api, 1151, 1)
+    calls = [(name, params) for name, params in api.calls if name in ("sendChatAction", "sendMessage")]
+    assert [name for name, _ in calls] == ["sendChatAction", "sendMessage"]
+    assert calls[0][1] == {"chat_id": 1151, "action": "typing"}
+    api.fail("sendChatAction", 400, "Bad Request: not enough rights")
+    api.send_text(1151, "And the postcode?", language_code="en")
+    assert (await replies(api, 1151, 2))[1]["text"] == "Answer to And the postcode?"
+
+
+async def test_a_sticker_gets_its_reply_without_typing(api, rasa, bridge):
+    api.queue({"message": api.message(1152, language_code="en", **MEDIA["sticker"])})
+    await replies(api, 1152, 1)
+    assert api.calls_of("sendChatAction") == [] and rasa.requests == []
+
+
 async def test_buttons_are_an_inline_keyboard_and_a_press_is_acknowledged_and_sent(api, rasa, bridge):
     rasa.reply = lambda body: (
         [{"text": say("language_choose", "en"), "buttons": language_buttons()}] if body["message"] == "/lang"
@@ -340,6 +366,7 @@ def test_bot_telegram_set_webhook_and_delete_webhook(api, monkeypatch, capsys):
     assert cli.main(["telegram", "set-webhook", url]) == 0
     assert api.calls_of("setWebhook") == [{"url": url, "secret_token": SECRET, "allowed_updates":
                                            ["message", "edited_message", "callback_query"]}]  # fmt: skip
+    assert {call.get("language_code") for call in api.calls_of("setMyCommands")} == {None, "zh", "ru", "fr"}
     assert cli.main(["telegram", "delete-webhook"]) == 0
     assert len(api.calls_of("deleteWebhook")) == 1 and api.webhook["url"] == ""
     assert api.token not in capsys.readouterr().out
