@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from bot.database import connection_arguments, database_url, ensure_database
+from bot.database import open_engine
 
 logger = logging.getLogger(__name__)
 
@@ -129,14 +129,9 @@ class RequestStore:
     """The requests table: save, list, show, close, purge."""
 
     def __init__(self, url: str | None = None) -> None:
-        url = url or database_url()
-        if url.startswith("sqlite"):
-            path = connection_arguments(url)["db"]  # absolute, its folder created
-            self.engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+        self.engine = open_engine(url)
+        if self.engine.dialect.name == "sqlite":
             _sqlite_immediate_transactions(self.engine)
-        else:
-            ensure_database(url)
-            self.engine = sa.create_engine(url, pool_pre_ping=True)
         self.upgrade()
 
     def schema_version(self, connection: Connection) -> int:

@@ -7,6 +7,8 @@
                 training examples for every intent in every language
     bot requests list|show|close|purge
                 visit requests and questions for the office (see bot/staff.py)
+    bot conversations purge --older-than DAYS
+                delete the conversations idle for more than DAYS days
     bot telegram set-webhook URL
                 register URL (https) as the Telegram webhook, with
                 TELEGRAM_WEBHOOK_SECRET; the polling bridge then pauses

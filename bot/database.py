@@ -44,6 +44,22 @@ def connection_arguments(url: str) -> dict[str, Any]:
     }
 
 
+def open_engine(url: str | None = None):
+    """An SQLAlchemy engine on the bot's database (``DATABASE_URL`` by default).
+
+    A relative SQLite path is taken from the project's folder, as the tracker store
+    does; a missing PostgreSQL database is created.
+    """
+    import sqlalchemy as sa
+
+    url = url or database_url()
+    if make_url(url).get_backend_name() == "sqlite":
+        path = connection_arguments(url)["db"]  # absolute, its folder created
+        return sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+    ensure_database(url)
+    return sa.create_engine(url, pool_pre_ping=True)
+
+
 def ensure_database(url: str) -> None:
     """Creates the PostgreSQL database of ``url`` when it does not exist yet."""
     parsed = make_url(url)

@@ -1,9 +1,10 @@
-"""`bot requests ...`: the office staff's view of visit requests and messages.
+"""`bot requests ...` and `bot conversations ...`: the office staff's commands.
 
     bot requests list [--status open|closed|all] [--kind visit|question] [--format table|csv|json]
     bot requests show REF
     bot requests close REF [--note TEXT]
     bot requests purge --older-than DAYS
+    bot conversations purge --older-than DAYS
 
 Reads the database of ``DATABASE_URL`` (SQLite file var/bot.db by default).
 """
@@ -15,8 +16,10 @@ import csv
 import datetime as dt
 import json
 import sys
+import time
 
 from actions.storage import KINDS, RequestNotFound, RequestStore, rows
+from bot.database import open_engine
 
 TABLE_COLUMNS = ("ref", "status", "created_at", "full_name", "institution", "email", "purpose", "arrival", "details")
 
@@ -59,12 +62,47 @@ def close_request(args: argparse.Namespace) -> int:
     return 0
 
 
+def days(text: str) -> int:
+    """argparse type of --older-than: a whole number of days, 0 or more."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError("must be a whole number of days, 0 or more")
+    return int(text)
+
+
 def purge_requests(args: argparse.Namespace) -> int:
-    if args.older_than < 0:
-        print("error: --older-than must be 0 or more days", file=sys.stderr)
-        return 2
     count = RequestStore().purge(args.older_than)
     print(f"{count} request(s) older than {args.older_than} days deleted")
+    return 0
+
+
+def purge_conversations(older_than_days: int, url: str | None = None, now: float | None = None) -> int:
+    """Deletes the conversations with no event in the last ``older_than_days`` days; returns how many.
+
+    A conversation is deleted whole (Rasa's ``events`` table, all rows of its
+    sender), never cut short: one still going on keeps its beginning.
+    """
+    import sqlalchemy as sa
+
+    engine = open_engine(url)
+    try:
+        if not sa.inspect(engine).has_table("events"):
+            return 0  # no conversation yet
+        events = sa.Table("events", sa.MetaData(), autoload_with=engine)
+        cutoff = (time.time() if now is None else now) - older_than_days * 86400
+        stale = (
+            sa.select(events.c.sender_id).group_by(events.c.sender_id).having(sa.func.max(events.c.timestamp) < cutoff)
+        )  # fmt: skip
+        with engine.begin() as connection:
+            senders = connection.execute(stale).scalars().all()
+            connection.execute(events.delete().where(events.c.sender_id.in_(stale.scalar_subquery())))
+        return len(senders)
+    finally:
+        engine.dispose()
+
+
+def purge_conversations_command(args: argparse.Namespace) -> int:
+    count = purge_conversations(args.older_than)
+    print(f"{count} conversation(s) idle for more than {args.older_than} days deleted")
     return 0
 
 
@@ -95,5 +133,11 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     close.add_argument("--note")
     close.set_defaults(handler=handle_not_found(close_request))
     purge = sub.add_parser("purge", help="delete requests older than DAYS (personal data)")
-    purge.add_argument("--older-than", type=int, required=True, metavar="DAYS")
+    purge.add_argument("--older-than", type=days, required=True, metavar="DAYS")
     purge.set_defaults(handler=purge_requests)
+
+    parser = commands.add_parser("conversations", help="the conversations kept in the tracker store")
+    sub = parser.add_subparsers(dest="conversations_command", required=True)
+    purge = sub.add_parser("purge", help="delete conversations idle for more than DAYS (personal data)")
+    purge.add_argument("--older-than", type=days, required=True, metavar="DAYS")
+    purge.set_defaults(handler=purge_conversations_command)

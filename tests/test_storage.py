@@ -1,5 +1,6 @@
 """The requests table on SQLite and on the real PostgreSQL server, and the staff command."""
 
+import asyncio
 import concurrent.futures
 import datetime as dt
 import json
@@ -16,6 +17,7 @@ import sqlalchemy as sa
 from actions import storage
 from actions.storage import OfficeRequest, RequestNotFound, RequestStore
 from bot.servers import ROOT, Process, answers
+from bot.staff import purge_conversations
 
 from .conftest import free_port
 
@@ -121,6 +123,33 @@ def test_the_staff_command(tmp_path):
     purged = bot("purge", "--older-than", "0", url=url)
     assert purged.returncode == 0 and "2 request(s) older than 0 days deleted" in purged.stdout
     assert "0 request(s)" in bot("list", "--status", "all", url=url).stdout
+
+
+def test_bot_conversations_purge_deletes_idle_conversations_whole(database_url, monkeypatch, tmp_path):
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import UserUttered
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.stores import EnvSQLTrackerStore
+
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    now, day = time.time(), 86400
+    talks = {"old": [now - 400 * day, now - 399 * day], "ongoing": [now - 400 * day, now - day], "new": [now - day]}
+    store = EnvSQLTrackerStore(domain=Domain.empty())
+    for sender, stamps in talks.items():
+        said = [UserUttered(f"my e-mail is {sender}@uni.example", timestamp=stamp) for stamp in stamps]
+        asyncio.run(store.save(DialogueStateTracker.from_events(sender, said)))
+    purge = [sys.executable, "-m", "bot.cli", "conversations", "purge", "--older-than"]
+    refused = subprocess.run([*purge, "-5"], capture_output=True, text=True, timeout=120)
+    assert refused.returncode == 2 and "whole number of days" in refused.stderr
+    purged = subprocess.run([*purge, "365"], capture_output=True, text=True, timeout=120)
+    assert purged.returncode == 0, purged.stderr
+    assert "1 conversation(s) idle for more than 365 days deleted" in purged.stdout
+    store = EnvSQLTrackerStore(domain=Domain.empty())
+    assert sorted(asyncio.run(store.keys())) == ["new", "ongoing"]
+    ongoing = asyncio.run(store.retrieve("ongoing"))
+    assert [e.text for e in ongoing.events if isinstance(e, UserUttered)] == ["my e-mail is ongoing@uni.example"] * 2
+    assert purge_conversations(0, url=f"sqlite:///{tmp_path / 'no-conversations-yet.db'}") == 0
 
 
 def test_two_action_servers_saving_at_once_lose_nothing(tmp_path):
