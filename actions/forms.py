@@ -8,7 +8,9 @@ topic or notes, then shows a summary to confirm, change an answer, or cancel.
 
 Every user turn inside a form goes through one validator (``FormValidator``):
 it reads the answer to the requested slot, or answers a question about the
-department asked in the middle (the form then asks again), or cancels. Saved
+department asked in the middle (the form then asks again), or goes back one
+question ("back", "返回", "назад", "retour": the previous answer is asked
+again), or cancels. Saved
 requests get a reference (``V-2027-0001``, ``Q-2026-0001``) from
 ``actions.storage``.
 """
@@ -80,9 +82,18 @@ def interrupted(tracker: Tracker) -> SlotSet:
     return SlotSet("form_interruptions", (tracker.get_slot("form_interruptions") or 0) + 1)
 
 
+def _said(text: str, words_key: str) -> bool:
+    """Whether ``text`` is one of the comma-separated words of ``words_key``, in any language."""
+    words = {w.strip().lower() for code in registry().codes for w in texts().raw(words_key, code).split(",")}
+    return text.strip().strip(".!。！").lower() in words
+
+
 def is_none_answer(text: str) -> bool:
-    words = {w.strip().lower() for code in registry().codes for w in texts().raw("none_words", code).split(",")}
-    return text.strip().lower() in words
+    return _said(text, "none_words")
+
+
+def is_back_answer(text: str) -> bool:
+    return _said(text, "back_words")
 
 
 class AskAction(Action):
@@ -95,6 +106,9 @@ class AskAction(Action):
 
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         language = language_of(tracker)
+        if self.slot == VISIT_SLOTS[0] and tracker.get_slot("requested_slot") is None:
+            # the form has just started (the ask action runs before requested_slot is set)
+            dispatcher.utter_message(text=say("form_visit_start", language))
         if self.slot == "purpose":
             dispatcher.utter_message(text=say("form_ask_purpose", language),
                                      buttons=option_buttons("purpose_", PURPOSES, language))  # fmt: skip
@@ -152,6 +166,8 @@ class FormValidator(Action, ABC):
             return []  # the form is being activated: nothing was asked yet
         language = language_of(tracker)
         text, intent, confidence = _message(tracker)
+        if is_back_answer(text):
+            return self.go_back(dispatcher, requested, tracker, language)
         # "cancel", or a plain "no" where no "no" is expected ("算了吧" is both)
         wants_out = intent == "cancel" or (intent == "deny" and requested not in (self.confirm_slot, "visit_notes"))
         if wants_out and confidence >= 0.6:
@@ -172,6 +188,15 @@ class FormValidator(Action, ABC):
 
     def accept(self, slot: str, value: Any, tracker: Tracker) -> list[EventType]:
         return [SlotSet(slot, value)]
+
+    def go_back(self, dispatcher: CollectingDispatcher, requested: str, tracker: Tracker,
+                language: str) -> list[EventType]:  # fmt: skip
+        """"back": forgets the previous answer, so the form asks for it again (then goes on as before)."""
+        index = self.form_slots.index(requested)
+        if index == 0:
+            dispatcher.utter_message(text=say("form_nothing_to_go_back_to", language))
+            return [SlotSet(requested, None), interrupted(tracker)]
+        return [SlotSet(self.form_slots[index - 1], None), interrupted(tracker)]
 
     def read(self, slot: str, text: str, intent: str | None, confidence: float, tracker: Tracker,
              language: str) -> tuple[Any, tuple | None]:  # fmt: skip

@@ -47,7 +47,7 @@ def test_a_visiting_scholar_files_a_request(chat, servers, language):
     assert [m["text"] for m in first] == [say("ask_visit", language), say("visit_offer", language)]
     assert first[1]["buttons"][0]["payload"] == "/request_visit"
     prompts = [user.ask(answer) for answer in scholar["answers"]]
-    assert prompts[0] == say("form_ask_visitor_name", language)
+    assert prompts[0] == say("form_visit_start", language) + "\n" + say("form_ask_visitor_name", language)
     assert prompts[4].startswith(say("form_ask_purpose", language))
     assert scholar["name"] in prompts[-2]  # the summary
     saved = prompts[-1]
@@ -62,8 +62,11 @@ def test_a_visiting_scholar_files_a_request(chat, servers, language):
 
 def test_a_form_survives_mistakes_a_question_and_a_restart_and_can_be_cancelled(chat, servers):
     user = chat()
-    assert user.ask("I want to submit a visit request") == say("form_ask_visitor_name", "en")
+    started = user.ask("I want to submit a visit request")
+    assert started == say("form_visit_start", "en") + "\n" + say("form_ask_visitor_name", "en")
     assert user.ask("Grace Hopper") == say("form_ask_institution", "en")
+    assert user.ask("Yale") == say("form_ask_country", "en")
+    assert user.ask("back") == say("form_ask_institution", "en")  # a slip: the answer is asked again
     assert user.ask("Yale University") == say("form_ask_country", "en")
     assert user.ask("USA") == say("form_ask_email", "en")
     assert user.ask("grace at yale") == "\n".join([say("form_invalid_email", "en"), say("form_ask_email", "en")])
@@ -74,6 +77,21 @@ def test_a_form_survives_mistakes_a_question_and_a_restart_and_can_be_cancelled(
     assert user.ask("grace@yale.example").startswith(say("form_ask_purpose", "en"))  # the form kept its place
     assert user.ask("cancel") == say("request_cancelled", "en")
     assert "Grace Hopper" not in staff_csv(servers)
+
+
+def test_back_in_chinese_corrects_a_date_and_the_request_keeps_the_corrected_answer(chat, servers):
+    user = chat("zh-CN")  # the web page's language, say
+    answers = ["/request_visit", "王芳", "复旦大学", "中国", "wangfang@fudan.example", say("purpose_research", "zh-Hans"),
+               f"{NEXT_YEAR}年9月1日"]  # fmt: skip
+    replies = [user.ask(answer) for answer in answers]
+    assert replies[-1] == say("form_ask_departure_date", "zh-Hans")
+    assert user.ask("返回") == say("form_ask_arrival_date", "zh-Hans")
+    assert user.ask(f"{NEXT_YEAR}年9月2日") == say("form_ask_departure_date", "zh-Hans")
+    assert user.ask(f"{NEXT_YEAR}年9月5日") == say("form_ask_visit_notes", "zh-Hans")
+    assert f"{NEXT_YEAR}年9月2日" in user.ask("无")  # the summary has the corrected date
+    assert user.ask("/affirm").startswith(say("visit_saved", "zh-Hans", ref=f"V-{NEXT_YEAR}-")[:6])
+    listing = staff_csv(servers)
+    assert f"{NEXT_YEAR}-09-02" in listing and f"{NEXT_YEAR}-09-01" not in listing
 
 
 def test_an_unanswered_question_is_passed_on_to_the_office(chat, servers):

@@ -147,6 +147,45 @@ def test_correcting_an_earlier_answer(dispatcher):
     assert events == [SlotSet("email", None), SlotSet("visit_confirmed", None)]  # asked again, then the summary
 
 
+BACK = {"en": "back", "zh-Hans": "返回", "zh-Hant": "上一步", "ru": "Назад", "fr": "retour"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_back_forgets_the_previous_answer_so_it_is_asked_again(language, dispatcher):
+    slots = {k: FILLED[k] for k in ("visitor_name", "institution", "country", "email")}
+    events = validate(ValidateVisitForm(), dispatcher, BACK[language], "purpose", intent="nlu_fallback",
+                      slots=slots, language=language)  # fmt: skip
+    assert events == [SlotSet("email", None), SlotSet("form_interruptions", 1)]
+    assert dispatcher.messages == []  # the form now asks for the e-mail, then goes on to the purpose
+
+
+def test_back_wins_over_a_cancel_and_works_from_the_summary_and_in_the_question_form(dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, "go back", "visit_confirmed", intent="cancel", confidence=0.9,
+                      slots=dict(FILLED))  # fmt: skip
+    assert events == [SlotSet("visit_notes", None), SlotSet("form_interruptions", 1)]
+    events = validate(ValidateQuestionForm(), dispatcher, "précédent", "office_question",
+                      slots={"office_email": "a@b.example", "last_question": "Fees?"}, language="fr")  # fmt: skip
+    assert events == [SlotSet("office_email", None), SlotSet("form_interruptions", 1)]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_back_at_the_first_question_says_there_is_nothing_to_change(language, dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, BACK[language], "visitor_name", language=language)
+    assert [m["text"] for m in dispatcher.messages] == [say("form_nothing_to_go_back_to", language)]
+    assert events == [SlotSet("visitor_name", None), SlotSet("form_interruptions", 1)]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_new_request_starts_by_saying_how_to_go_back_or_stop(language, dispatcher):
+    ask = next(c for c in AskAction.__subclasses__() if c.slot == "visitor_name")()
+    ask.run(dispatcher, make_tracker(slots={"language": language}), {})
+    assert [m["text"] for m in dispatcher.messages] == [say("form_visit_start", language),
+                                                        say("form_ask_visitor_name", language)]  # fmt: skip
+    dispatcher.messages.clear()  # asked again (after "back" or "change an answer"): the question alone
+    ask.run(dispatcher, make_tracker(slots={"language": language, "requested_slot": "institution"}), {})
+    assert [m["text"] for m in dispatcher.messages] == [say("form_ask_visitor_name", language)]
+
+
 @pytest.fixture
 def database(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'bot.db'}"
