@@ -8,13 +8,13 @@ RASA   := RASA_TELEMETRY_ENABLED=false TF_CPP_MIN_LOG_LEVEL=2 $(VENV)/bin/rasa
 MODEL  := models/njupt.tar.gz
 STAMP  := $(VENV)/.installed
 # Everything the model is trained from: a change to any of these retrains.
-TRAINING := config.yml domain.yml bot/nlu.py bot/languages.py data/languages.yml \
+TRAINING := config.yml domain.yml bot/plugins/nlu.py bot/core/languages.py data/languages.yml \
             $(wildcard data/nlu/*.yml data/rules/*.yml)
 
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install run train test validate evaluate bench screenshot clean
+.PHONY: help install run train test lint browser validate evaluate bench screenshot clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -41,20 +41,27 @@ run: $(MODEL) ## install, train if needed, start the action and Rasa servers (Ct
 	$(VENV)/bin/bot run
 
 validate: $(STAMP) ## check the data: facts, texts and examples in every language, rasa data validate
-	$(VENV)/bin/bot check
+	$(PY) -m bot.tools.datacheck
 	$(RASA) data validate --config config.yml --domain domain.yml --data data/nlu data/rules --fail-on-warnings
 
-test: $(MODEL) ## install, train if needed, run the whole test suite
+test: lint browser $(MODEL) ## install, train if needed, lint, run the whole test suite
 	$(VENV)/bin/pytest -q
 
+lint: $(STAMP) ## ruff check and ruff format --check over the whole tree
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+browser: ## install Debian's Chromium and the screenshot fonts when missing (as root)
+	@.ci/need-browser
+
 evaluate: $(MODEL) ## NLU accuracy per language on the held-out set -> reports/evaluation.md
-	$(PY) -m bot.evaluate
+	$(PY) -m bot.tools.evaluate
 
 bench: $(MODEL) ## training time, start-up, latency and memory -> reports/bench.md
-	$(PY) -m bot.bench
+	$(PY) -m bot.tools.bench
 
-screenshot: $(MODEL) ## the web chat in a conversation, in Debian's Chromium -> docs/screenshot.png
-	$(PY) -m bot.screenshot
+screenshot: browser $(MODEL) ## the web chat in a conversation, in Debian's Chromium -> docs/screenshot.png
+	$(PY) -m bot.tools.screenshot
 
 clean: ## remove the virtualenv, models and run-time state
 	rm -rf $(VENV) models var reports

@@ -1,6 +1,6 @@
 """Custom actions: answer a question, and switch the conversation's language.
 
-Every action first chooses the reply language (``bot.languages.choose``) from
+Every action first chooses the reply language (``bot.core.languages.choose``) from
 the message, the conversation's ``language`` slot and the channel's hint
 (``metadata.language``), then answers from ``data/texts`` and the facts.
 """
@@ -16,8 +16,8 @@ from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions.texts import join, say, texts
-from bot.languages import Choice, choose, registry, requested_language
+from bot.core.languages import Choice, choose, registry, requested_language
+from bot.core.texts import join, say, texts
 
 logger = logging.getLogger(__name__)
 
@@ -93,9 +93,7 @@ class LanguageAction(Action, ABC):
     def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, choice: Choice) -> list[EventType]:
         """Say this action's answer in ``choice.language``."""
 
-    def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]
-    ) -> list[EventType]:
+    def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         choice = reply_language(tracker)
         logger.debug("reply language %s (%s)", choice.language, choice.reason)
         events: list[EventType] = []
@@ -152,14 +150,18 @@ class ActionAnswerQuestion(LanguageAction):
         """After some answers, offer to file a visit request or to pass the question on."""
         no_thanks = {"title": say("button_no_thanks", language), "payload": "/deny"}
         if key == "ask_visit":
-            dispatcher.utter_message(text=say("visit_offer", language), buttons=[
-                {"title": say("button_file_visit_request", language), "payload": "/request_visit"}, no_thanks])
+            dispatcher.utter_message(
+                text=say("visit_offer", language),
+                buttons=[{"title": say("button_file_visit_request", language), "payload": "/request_visit"}, no_thanks],
+            )
             return [SlotSet("offer", "visit")]
         unanswered = key == "out_of_scope" or (key == "nlu_fallback" and _previous_intent(tracker) == "nlu_fallback")
         # a question worth passing on has words: not "2027", "😀" or "/command"
         worded = len(re.findall(r"[^\W\d_]", text)) >= MIN_QUESTION_LETTERS and not text.startswith("/")
         if unanswered and worded:
-            dispatcher.utter_message(text=say("question_offer", language), buttons=[
-                {"title": say("button_pass_question", language), "payload": "/affirm"}, no_thanks])
+            dispatcher.utter_message(
+                text=say("question_offer", language),
+                buttons=[{"title": say("button_pass_question", language), "payload": "/affirm"}, no_thanks],
+            )
             return [SlotSet("offer", "question"), SlotSet("last_question", text.strip())]
         return [SlotSet("offer", None)] if tracker.get_slot("offer") else []

@@ -12,7 +12,7 @@ department asked in the middle (the form then asks again), or goes back one
 question ("back", "返回", "назад", "retour": the previous answer is asked
 again), or cancels. Saved
 requests get a reference (``V-2027-0001``, ``Q-2026-0001``) from
-``actions.storage``.
+``bot.core.storage``.
 """
 
 from __future__ import annotations
@@ -28,10 +28,10 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from actions.answers import ANSWERED_INTENTS, LANGUAGE_SLOT
-from actions.parsing import is_email, parse_date
-from actions.storage import OfficeRequest, store
-from actions.texts import say, texts
-from bot.languages import registry
+from bot.core.languages import registry
+from bot.core.parsing import is_email, parse_date
+from bot.core.storage import OfficeRequest, store
+from bot.core.texts import say, texts
 
 logger = logging.getLogger(__name__)
 
@@ -191,7 +191,7 @@ class FormValidator(Action, ABC):
 
     def go_back(self, dispatcher: CollectingDispatcher, requested: str, tracker: Tracker,
                 language: str) -> list[EventType]:  # fmt: skip
-        """"back": forgets the previous answer, so the form asks for it again (then goes on as before)."""
+        """The "back" command forgets the previous answer, so the form asks for it again (then goes on as before)."""
         index = self.form_slots.index(requested)
         if index == 0:
             dispatcher.utter_message(text=say("form_nothing_to_go_back_to", language))

@@ -13,7 +13,8 @@ import pytest
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from bot.servers import MODEL, Servers
+from bot.cli.servers import Servers
+from bot.core.paths import MODEL
 
 LANGUAGES = ["en", "zh-Hans", "zh-Hant", "ru", "fr"]
 

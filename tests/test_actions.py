@@ -4,7 +4,7 @@ import pytest
 from rasa_sdk.events import SlotSet
 
 from actions.answers import ANSWERED_INTENTS, ActionAnswerQuestion, ActionSwitchLanguage
-from actions.texts import say
+from bot.core.texts import say
 
 from .conftest import LANGUAGES, make_tracker
 
@@ -16,7 +16,13 @@ QUESTIONS = {
     "ru": "С какими зарубежными университетами у вас совместные программы?",
     "fr": "Avec quelles universités étrangères avez-vous des programmes conjoints ?",
 }
-QUEEN_MARY = {"en": "Queen Mary", "zh-Hans": "玛丽女王", "zh-Hant": "瑪麗女王", "ru": "королевы Марии", "fr": "Queen Mary"}
+QUEEN_MARY = {
+    "en": "Queen Mary",
+    "zh-Hans": "玛丽女王",
+    "zh-Hant": "瑪麗女王",
+    "ru": "королевы Марии",
+    "fr": "Queen Mary",
+}
 
 
 def run(action, tracker, dispatcher):
@@ -112,7 +118,8 @@ def test_a_language_request_without_a_language_offers_buttons(dispatcher):
     (message,) = dispatcher.messages
     assert message["text"] == say("language_choose", "fr")
     assert [b["payload"] for b in message["buttons"]][:2] == [
-        '/change_language{"language":"en"}', '/change_language{"language":"zh-Hans"}'
+        '/change_language{"language":"en"}',
+        '/change_language{"language":"zh-Hans"}',
     ]
 
 

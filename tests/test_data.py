@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from actions.facts import FACTS_FILE, FactsError, load_facts
-from actions.texts import TextsError, fact_values, load_texts, placeholders_of, say
-from bot.coverage import problems
+from bot.core.facts import FACTS_FILE, FactsError, load_facts
+from bot.core.texts import TextsError, fact_values, load_texts, placeholders_of, say
+from bot.tools.datacheck import problems
 
 from .conftest import LANGUAGES
 
@@ -40,7 +40,7 @@ def broken(tmp_path: Path, old: str, new: str) -> Path:
     "old, new, message",
     [
         ("scholar_count: 800", "scholar_count: many", "visitors.scholar_count: expected a whole number"),
-        ("  postcode: \"210003\"\n", "", "address.postcode: missing"),
+        ('  postcode: "210003"\n', "", "address.postcode: missing"),
         ("ru: Германия, ", "", "partners.countries[2].ru: missing"),
         ("apt:\n", "apt: [\n", "cannot read"),
     ],

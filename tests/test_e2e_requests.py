@@ -7,19 +7,18 @@ import sys
 
 import pytest
 
-from actions.texts import say
+from bot.core.texts import say
 
 pytestmark = pytest.mark.e2e
 NEXT_YEAR = dt.date.today().year + 1
 
 
 def staff_csv(servers) -> str:
-    result = subprocess.run([sys.executable, "-m", "bot.cli", "requests", "list", "--format", "csv"],
+    result = subprocess.run([sys.executable, "-m", "bot.cli.main", "requests", "list", "--format", "csv"],
                             capture_output=True, text=True, timeout=120,
                             env={**os.environ, "DATABASE_URL": servers.env["DATABASE_URL"]})  # fmt: skip
     assert result.returncode == 0, result.stderr
     return result.stdout
-
 
 
 SCHOLARS = {
@@ -108,8 +107,18 @@ def test_an_unanswered_question_is_passed_on_to_the_office(chat, servers):
 
 def test_requests_are_still_listed_after_the_servers_restart(chat, servers):
     user = chat()
-    for answer in ["/request_visit", "Alan Turing", "Cambridge", "UK", "alan@cam.example",
-                   say("purpose_conference", "en"), f"{NEXT_YEAR}-09-01", f"{NEXT_YEAR}-09-02", "none", "/affirm"]:
+    for answer in [
+        "/request_visit",
+        "Alan Turing",
+        "Cambridge",
+        "UK",
+        "alan@cam.example",
+        say("purpose_conference", "en"),
+        f"{NEXT_YEAR}-09-01",
+        f"{NEXT_YEAR}-09-02",
+        "none",
+        "/affirm",
+    ]:
         reply = user.ask(answer)
     assert reply.startswith(say("visit_saved", "en", ref="V")[:20])
     servers.stop()

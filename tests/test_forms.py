@@ -5,7 +5,8 @@ import datetime as dt
 import pytest
 from rasa_sdk.events import SlotSet
 
-from actions import forms, storage
+from actions import forms
+from bot.core import storage
 from actions.answers import ActionAnswerQuestion
 from actions.forms import (
     ActionFinishOfficeQuestion,
@@ -14,8 +15,8 @@ from actions.forms import (
     ValidateQuestionForm,  # fmt: skip
     ValidateVisitForm,
 )
-from actions.parsing import parse_date
-from actions.texts import say
+from bot.core.parsing import parse_date
+from bot.core.texts import say
 
 from .conftest import LANGUAGES, make_tracker
 
@@ -201,7 +202,11 @@ def test_a_confirmed_visit_request_is_saved_with_a_reference(language, dispatche
     events = ActionFinishVisitRequest().run(dispatcher, make_tracker(slots=slots), {})
     (saved,) = database.list()
     assert (saved.ref, saved.full_name, saved.email, saved.language) == (
-        f"V-{NEXT_YEAR}-0001", "Ada Lovelace", "ada@uni.example", language)
+        f"V-{NEXT_YEAR}-0001",
+        "Ada Lovelace",
+        "ada@uni.example",
+        language,
+    )
     assert saved.arrival == dt.date(NEXT_YEAR, 5, 10)
     assert [m["text"] for m in dispatcher.messages] == [say("visit_saved", language, ref=saved.ref)]
     assert SlotSet("email", None) in events
@@ -211,7 +216,9 @@ def test_when_the_database_is_down_nothing_is_lost(dispatcher, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://postgres@127.0.0.1:1/nowhere")
     storage.store.cache_clear()
     try:
-        events = ActionFinishVisitRequest().run(dispatcher, make_tracker(slots={**FILLED, "visit_confirmed": "yes"}), {})
+        events = ActionFinishVisitRequest().run(
+            dispatcher, make_tracker(slots={**FILLED, "visit_confirmed": "yes"}), {}
+        )
     finally:
         storage.store.cache_clear()
     assert [m["text"] for m in dispatcher.messages] == [say("request_not_saved", "en")]

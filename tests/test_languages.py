@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.languages import choose, detect, registry, requested_language
+from bot.core.languages import choose, detect, registry, requested_language
 
 
 def test_registry_lists_the_five_languages():

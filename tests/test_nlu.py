@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from bot.coverage import NLU_DIR, read_examples
-from bot.evaluate import LanguageResult, evaluate, score
-from bot.nlu import HashedNgramFeaturizer, MultilingualTokenizer, epochs_for, split
-from bot.servers import ROOT
+from bot.cli.servers import ROOT
+from bot.core.paths import NLU_DIR
+from bot.core.validation import read_examples
+from bot.plugins.nlu import HashedNgramFeaturizer, MultilingualTokenizer, epochs_for, split
+from bot.tools.evaluate import LanguageResult, evaluate, score
 
 from .conftest import LANGUAGES
 
@@ -63,7 +64,7 @@ def test_a_typo_keeps_most_of_the_features():
 
 def test_more_training_data_means_fewer_passes_not_more_work():
     pipeline = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))["pipeline"]
-    diet = next(c for c in pipeline if c["name"] == "bot.nlu.BudgetedDIETClassifier")
+    diet = next(c for c in pipeline if c["name"] == "bot.plugins.nlu.BudgetedDIETClassifier")
     counts = {p.stem: sum(map(len, read_examples(p).values())) for p in NLU_DIR.glob("*.yml")}
     two, five = counts["en"] + counts["zh-Hans"], sum(counts.values())
     assert epochs_for(two, diet) == 30  # the English-and-Chinese model keeps its 30 passes

@@ -14,10 +14,10 @@ import urllib.request
 import pytest
 import sqlalchemy as sa
 
-from actions import storage
-from actions.storage import OfficeRequest, RequestNotFound, RequestStore
-from bot.servers import ROOT, Process, answers
-from bot.staff import purge_conversations
+from bot.core import storage
+from bot.cli.servers import ROOT, Process, answers
+from bot.cli.staff import purge_conversations
+from bot.core.storage import OfficeRequest, RequestNotFound, RequestStore
 
 from .conftest import free_port
 
@@ -96,7 +96,7 @@ def test_two_processes_writing_at_once_lose_nothing_and_share_no_reference(datab
 
 
 def bot(*args: str, url: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "bot.cli", "requests", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "bot.cli.main", "requests", *args], capture_output=True, text=True,
                           env={**os.environ, "DATABASE_URL": url}, timeout=120)  # fmt: skip
 
 
@@ -130,7 +130,7 @@ def test_bot_conversations_purge_deletes_idle_conversations_whole(database_url, 
     from rasa.shared.core.events import UserUttered
     from rasa.shared.core.trackers import DialogueStateTracker
 
-    from bot.stores import EnvSQLTrackerStore
+    from bot.plugins.stores import EnvSQLTrackerStore
 
     monkeypatch.setenv("DATABASE_URL", database_url)
     now, day = time.time(), 86400
@@ -139,7 +139,7 @@ def test_bot_conversations_purge_deletes_idle_conversations_whole(database_url, 
     for sender, stamps in talks.items():
         said = [UserUttered(f"my e-mail is {sender}@uni.example", timestamp=stamp) for stamp in stamps]
         asyncio.run(store.save(DialogueStateTracker.from_events(sender, said)))
-    purge = [sys.executable, "-m", "bot.cli", "conversations", "purge", "--older-than"]
+    purge = [sys.executable, "-m", "bot.cli.main", "conversations", "purge", "--older-than"]
     refused = subprocess.run([*purge, "-5"], capture_output=True, text=True, timeout=120)
     assert refused.returncode == 2 and "whole number of days" in refused.stderr
     purged = subprocess.run([*purge, "365"], capture_output=True, text=True, timeout=120)

@@ -29,11 +29,8 @@ from sanic import Sanic
 from telegram import User
 
 from actions.answers import language_buttons
-from actions.texts import say
-from bot import cli
-from bot.languages import detect
-from bot.servers import ROOT, VAR
-from bot.telegram import (
+from bot.cli import main as cli
+from bot.channels.telegram.bridge import (
     SECRET_HEADER,
     Payloads,
     RestRasa,
@@ -46,7 +43,10 @@ from bot.telegram import (
     split,
     utf16_length,
 )
-from bot.telegram_webhook import TelegramWebhook
+from bot.channels.telegram.webhook import TelegramWebhook
+from bot.core.paths import ROOT, VAR
+from bot.core.languages import detect
+from bot.core.texts import say
 
 from .conftest import free_port
 from .telegram_standin import BotApiStandIn, RasaStandIn

@@ -1,4 +1,4 @@
-"""The web chat (bot/web.py, bot/web/) in real headless Chromium, driven by Playwright.
+"""The web chat (bot/web.py, bot/channels/web/static/) in real headless Chromium, driven by Playwright.
 
     .venv/bin/pytest tests/test_web.py
 
@@ -21,11 +21,11 @@ import urllib.request
 import pytest
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from actions.texts import say, texts
-from bot.languages import detect
-from bot.screenshot import launch
-from bot.servers import Servers
-from bot.web import conversation
+from bot.channels.web.server import conversation
+from bot.cli.servers import Servers
+from bot.core.languages import detect
+from bot.core.texts import say, texts
+from bot.tools.screenshot import launch
 
 from .conftest import LANGUAGES
 
@@ -284,9 +284,7 @@ def test_a_reload_shows_the_history_read_back_from_the_server(new_page):
     page.locator(".quick-replies").get_by_role("button", name="English").click()
     expect(bot_said(page)).to_have_count(3)
     said_by_user, said_by_bot = user_said(page).all_inner_texts(), bot_said(page).all_inner_texts()
-    assert said_by_user == [
-        "Which degrees can international students study for?", "/lang", "English"
-    ]
+    assert said_by_user == ["Which degrees can international students study for?", "/lang", "English"]
 
     page.reload()
     expect(user_said(page)).to_have_text(said_by_user)
@@ -314,7 +312,9 @@ def test_when_rasa_is_down_the_page_says_so_keeps_everything_and_recovers(server
         ask(page, "Which degrees are open to international students?")
         expect(page.get_by_role("alert")).to_have_text(say("web_unreachable", "en"))
         expect(page.locator(".message.pending")).to_contain_text(say("web_pending", "en"))
-        page.get_by_role("textbox").fill("What is the postal address of the international office?")  # typed, not sent yet
+        page.get_by_role("textbox").fill(
+            "What is the postal address of the international office?"
+        )  # typed, not sent yet
         page.reload()
         expect(page.get_by_role("alert")).to_have_text(say("web_unreachable", "en"))
         expect(user_said(page)).to_have_text(["Which degrees are open to international students?"])

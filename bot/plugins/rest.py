@@ -1,6 +1,6 @@
 """The REST channel at ``/webhooks/rest/webhook``: Rasa's own, made safe to face users.
 
-Registered in ``credentials.yml`` as ``bot.channels.RestChannel``. Same URL and
+Registered in ``credentials.yml`` as ``bot.plugins.rest.RestChannel``. Same URL and
 JSON as Rasa's built-in REST channel::
 
     POST /webhooks/rest/webhook
@@ -29,13 +29,12 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from actions.texts import say
-from bot.languages import choose
+from bot.core.languages import choose
+from bot.core.limits import MAX_MESSAGE_CHARS, MAX_SENDER_CHARS
+from bot.core.texts import say
 
 logger = logging.getLogger(__name__)
 
-MAX_MESSAGE_CHARS = 20_000
-MAX_SENDER_CHARS = 128
 METADATA_KEYS = ("language",)
 
 
@@ -100,9 +99,7 @@ class RestChannel(RestInput):
                 return response.json({"error": str(error)}, status=error.status)
             collector = CollectingOutputChannel()
             try:
-                await on_new_message(
-                    UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
-                )
+                await on_new_message(UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata))
             except Exception:
                 logger.exception("could not handle a message from sender %s", sender)
             if not collector.messages:

@@ -1,6 +1,6 @@
 """Intent accuracy per language on the held-out questions (never trained on).
 
-    python -m bot.evaluate [--model models/njupt.tar.gz] [--no-plots]
+    python -m bot.tools.evaluate [--model models/njupt.tar.gz] [--no-plots]
 
 Writes ``reports/evaluation.md`` (accuracy, macro-F1, out-of-scope false accepts
 and the most frequent confusions, per language) and ``reports/evaluation.json``;
@@ -23,9 +23,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bot.coverage import HOLDOUT_DIR, read_examples
-from bot.languages import registry
-from bot.servers import MODEL, ROOT
+from bot.core.languages import registry
+from bot.core.paths import MODEL, ROOT
+from bot.core.validation import read_examples
+from bot.tools.datacheck import HOLDOUT_DIR
 
 REPORTS = ROOT / "reports"
 REJECTIONS = {"out_of_scope", "nlu_fallback"}

@@ -1,10 +1,10 @@
 """The web chat: the page at http://localhost:8080/ and its small API, in front of Rasa.
 
-    python -m bot.web --rasa-url http://127.0.0.1:5005 [--host 127.0.0.1] [--port 8080]
+    python -m bot.channels.web.server --rasa-url http://127.0.0.1:5005 [--host 127.0.0.1] [--port 8080]
 
 ``bot run`` (``make run``) starts it next to the Rasa server and gives both the
 same ``RASA_AUTH_TOKEN`` (a random one when unset). It serves the page in
-``bot/web/`` (plain HTML, CSS and JavaScript: no build step, nothing fetched from
+``bot/channels/web/static/`` (plain HTML, CSS and JavaScript: no build step, nothing fetched from
 elsewhere) and, on the same origin, the only URLs the page calls:
 
     POST /api/message           {"sender", "message", "language"} -> Rasa's REST channel
@@ -36,14 +36,14 @@ from urllib.parse import quote
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
-from actions.texts import say, texts
-from bot.languages import registry
+from bot.core.languages import registry
+from bot.core.limits import MAX_MESSAGE_CHARS
+from bot.core.texts import say, texts
 
 logger = logging.getLogger(__name__)
 
-STATIC = Path(__file__).resolve().parent / "web"
+STATIC = Path(__file__).resolve().parent / "static"
 SENDER = re.compile(r"^web-[A-Za-z0-9_-]{16,100}$")
-MAX_MESSAGE_CHARS = 20_000
 MAX_HINT_CHARS = 35
 TEXT_PREFIX = "web_"
 # A button's payload that switches the language, as the page and the bot send it.
@@ -209,9 +209,7 @@ async def message(request: web.Request) -> web.Response:
         error = data.get("error", "refused") if isinstance(data, dict) else "refused"
         return _error(error, status if status != 200 else 502)
     replies = [
-        {"text": m.get("text") or "", "buttons": _buttons(m.get("buttons"))}
-        for m in data
-        if isinstance(m, dict)
+        {"text": m.get("text") or "", "buttons": _buttons(m.get("buttons"))} for m in data if isinstance(m, dict)
     ]
     return web.json_response([r for r in replies if r["text"] or r["buttons"]])
 
@@ -265,9 +263,7 @@ def make_app(rasa_url: str, token: str | None) -> web.Application:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8080")))

@@ -1,6 +1,6 @@
 """Benchmark: the five-language model against an English-and-Chinese model, in one run.
 
-    python -m bot.bench [--messages 200]      (or `make bench`)
+    python -m bot.tools.bench [--messages 200]      (or `make bench`)
 
 For each model: training time, cold start (servers spawned to the first REST
 answer), p50/p95 reply latency over N sequential REST messages, and the
@@ -22,8 +22,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from bot.coverage import HOLDOUT_DIR, NLU_DIR, read_examples
-from bot.servers import ROOT, Servers
+from bot.cli.servers import Servers
+from bot.core.paths import NLU_DIR, ROOT
+from bot.core.validation import read_examples
+from bot.tools.datacheck import HOLDOUT_DIR
 
 REPORTS = ROOT / "reports"
 VARIANTS = {"two languages (en, zh-Hans)": ["en", "zh-Hans"], "five languages": None}

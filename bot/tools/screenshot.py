@@ -1,6 +1,6 @@
 """The README's screenshot of the web chat in a conversation: docs/screenshot.png.
 
-    python -m bot.screenshot [--url http://localhost:8080] [--out docs/screenshot.png]
+    python -m bot.tools.screenshot [--url http://localhost:8080] [--out docs/screenshot.png]
     (or `make screenshot`)
 
 Without ``--url`` it starts its own action, Rasa and web servers on free ports
@@ -20,7 +20,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bot.servers import MODEL, ROOT, Servers
+from bot.cli.servers import Servers
+from bot.core.paths import MODEL, ROOT
 
 OUT = ROOT / "docs" / "screenshot.png"
 # The machine has no internet: without these Chromium keeps trying to reach Google.
@@ -40,9 +41,7 @@ def chromium_path() -> str:
 
 def launch(playwright):
     """A headless Chromium from the system's package (Playwright downloads nothing)."""
-    return playwright.chromium.launch(
-        executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True
-    )
+    return playwright.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS, headless=True)
 
 
 def converse(page, url: str) -> None:

@@ -18,8 +18,8 @@ import json
 import sys
 import time
 
-from actions.storage import KINDS, RequestNotFound, RequestStore, rows
-from bot.database import open_engine
+from bot.core.database import open_engine
+from bot.core.storage import KINDS, RequestNotFound, RequestStore, rows
 
 TABLE_COLUMNS = ("ref", "status", "created_at", "full_name", "institution", "email", "purpose", "arrival", "details")
 

@@ -1,6 +1,6 @@
 """The Telegram webhook: a Rasa input channel at ``/webhooks/telegram/webhook``.
 
-Registered in ``credentials.yml`` as ``bot.telegram_webhook.TelegramWebhook``, so
+Registered in ``credentials.yml`` as ``bot.channels.telegram.webhook.TelegramWebhook``, so
 it runs inside the Rasa server that ``make run`` starts. Telegram posts updates
 there once the webhook is registered behind HTTPS::
 
@@ -33,7 +33,7 @@ from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application
 
-from bot.telegram import (
+from bot.channels.telegram.bridge import (
     RASA_TIMEOUT,
     SECRET_HEADER,
     Bridge,

@@ -1,4 +1,4 @@
-"""Checks that every language has everything: texts, training and test examples.
+"""Checks that every language has everything the bot needs: facts, texts, training examples.
 
 ``problems()`` returns one line per problem, naming the file, the language and
 the key or intent; ``bot check`` (and ``make validate``) prints them, and a test
@@ -11,16 +11,15 @@ from pathlib import Path
 
 import yaml
 
-from bot.languages import LanguagesError, registry
+from bot.core.facts import FactsError, load_facts
+from bot.core.languages import LanguagesError, registry
+from bot.core.paths import DOMAIN_FILE, NLU_DIR
+from bot.core.texts import TextsError, load_texts
 
-ROOT = Path(__file__).resolve().parent.parent
-NLU_DIR = ROOT / "data" / "nlu"
-HOLDOUT_DIR = ROOT / "tests" / "nlu_holdout"
 MIN_TRAINING_EXAMPLES = 15
-MIN_HOLDOUT_EXAMPLES = 8
 
 
-def domain_intents(path: Path = ROOT / "domain.yml") -> list[str]:
+def domain_intents(path: Path = DOMAIN_FILE) -> list[str]:
     return list(yaml.safe_load(path.read_text(encoding="utf-8"))["intents"])
 
 
@@ -35,11 +34,13 @@ def read_examples(path: Path) -> dict[str, list[str]]:
     return examples
 
 
-def _normal(text: str) -> str:
+def normal(text: str) -> str:
+    """An example as compared for copies: lower case, single spaces."""
     return " ".join(text.lower().split())
 
 
 def example_problems(directory: Path, minimum: int, intents: list[str]) -> list[str]:
+    """Every language has a file in ``directory`` with ``minimum`` examples of every intent."""
     found = []
     for code in registry().codes:
         path = directory / f"{code}.yml"
@@ -55,27 +56,12 @@ def example_problems(directory: Path, minimum: int, intents: list[str]) -> list[
     return found
 
 
-def leak_problems() -> list[str]:
-    """Held-out questions must never be in the training data."""
-    training = {_normal(e) for path in NLU_DIR.glob("*.yml") for ex in read_examples(path).values() for e in ex}
-    found = []
-    for path in sorted(HOLDOUT_DIR.glob("*.yml")):
-        for intent, examples in read_examples(path).items():
-            found += [f"{path}: {intent}: {e!r} is also a training example" for e in examples if _normal(e) in training]
-    return found
-
-
 def problems() -> list[str]:
-    from actions.facts import FactsError, load_facts
-    from actions.texts import TextsError, load_texts
-
+    """Every problem of the languages, facts, texts and training examples."""
     try:
         registry()
         load_facts()
         found = load_texts().problems()
     except (LanguagesError, FactsError, TextsError) as error:
         return [str(error)]
-    intents = domain_intents()
-    found += example_problems(NLU_DIR, MIN_TRAINING_EXAMPLES, intents)
-    found += example_problems(HOLDOUT_DIR, MIN_HOLDOUT_EXAMPLES, intents)
-    return found + leak_problems()
+    return found + example_problems(NLU_DIR, MIN_TRAINING_EXAMPLES, domain_intents())

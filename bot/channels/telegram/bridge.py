@@ -3,7 +3,7 @@
 Long polling needs no public URL. ``bot run`` (``make run``) starts this module as
 a third process when ``TELEGRAM_BOT_TOKEN`` is set; on its own::
 
-    TELEGRAM_BOT_TOKEN=123456:ABC... .venv/bin/python -m bot.telegram --rasa-url http://127.0.0.1:5005
+    TELEGRAM_BOT_TOKEN=123456:ABC... .venv/bin/python -m bot.channels.telegram.bridge --rasa-url http://127.0.0.1:5005
 
 It asks Rasa over the REST channel. While a webhook is registered
 (``bot telegram set-webhook``) it does not poll, and it resumes polling by itself
@@ -76,10 +76,10 @@ from telegram.error import Conflict, InvalidToken, NetworkError, RetryAfter, Tel
 from telegram.ext import Application, ContextTypes, TypeHandler
 from telegram.warnings import PTBDeprecationWarning
 
-from actions.texts import say
-from bot.languages import choose, registry, warm_up
+from bot.core.languages import choose, registry, warm_up
+from bot.core.texts import say
 
-logger = logging.getLogger("bot.telegram")  # not __main__ under `python -m`
+logger = logging.getLogger("bot.channels.telegram.bridge")  # not __main__ under `python -m`
 
 TELEGRAM_API = "https://api.telegram.org/bot"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
@@ -697,7 +697,7 @@ async def _serve(settings: Settings, rasa_url: str, timeout: float) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bot.telegram", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m bot.channels.telegram", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rasa-url", default=os.environ.get("RASA_URL", "http://127.0.0.1:5005"),
                         help="the Rasa server (its REST channel)")  # fmt: skip
     parser.add_argument("--timeout", type=float, default=RASA_TIMEOUT, help="seconds to wait for Rasa")

@@ -28,8 +28,9 @@ import signal
 import sys
 import time
 
-from bot import staff
-from bot.servers import MODEL, ServerError, Servers
+from bot.cli import staff
+from bot.cli.servers import ServerError, Servers
+from bot.core.paths import MODEL
 
 
 def run(args: argparse.Namespace) -> int:
@@ -81,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def telegram_status(servers: Servers) -> str:
-    from bot.telegram import WEBHOOK_PATH, Settings
+    from bot.channels.telegram.bridge import WEBHOOK_PATH, Settings
 
     settings = Settings.from_env()
     if not settings.token:
@@ -97,7 +98,7 @@ def telegram_command(args: argparse.Namespace) -> int:
 
     from telegram.error import TelegramError
 
-    from bot.telegram import Settings, TelegramSetupError, delete_webhook, set_webhook
+    from bot.channels.telegram.bridge import Settings, TelegramSetupError, delete_webhook, set_webhook
 
     settings = Settings.from_env()
     try:
@@ -115,7 +116,7 @@ def telegram_command(args: argparse.Namespace) -> int:
 
 
 def check(args: argparse.Namespace) -> int:
-    from bot.coverage import problems
+    from bot.core.validation import problems
 
     found = problems()
     for problem in found:

@@ -28,8 +28,7 @@ from pathlib import Path
 
 import yaml
 
-ROOT = Path(__file__).resolve().parent.parent
-LANGUAGES_FILE = ROOT / "data" / "languages.yml"
+from bot.core.paths import LANGUAGES_FILE
 
 # lingua's best guess is trusted when it is at least this confident and
 # MIN_LEAD times as likely as the runner-up.
@@ -38,7 +37,9 @@ MIN_LEAD = 1.5
 # Latin or Cyrillic messages with fewer letters than this keep the language.
 MIN_LETTERS = 4
 
-HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+# CJK ideographs: Extension A, the unified block and the compatibility block.
+HAN_RANGE = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+HAN = re.compile(f"[{HAN_RANGE}]")
 KANA_HANGUL = re.compile(r"[\u3040-\u30ff\u31f0-\u31ff\uac00-\ud7af\u1100-\u11ff]")
 WORD = re.compile(r"[^\W\d_]+(?:['’-][^\W\d_]+)*")
 # Acronyms and names that say nothing about the language: NJUPT, NYIT, APT, QMUL.

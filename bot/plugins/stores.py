@@ -1,6 +1,6 @@
 """Where conversations are kept: one SQL database, chosen by ``DATABASE_URL``.
 
-Registered in ``endpoints.yml`` as ``tracker_store: {type: bot.stores.EnvSQLTrackerStore}``.
+Registered in ``endpoints.yml`` as ``tracker_store: {type: bot.plugins.stores.EnvSQLTrackerStore}``.
 
 * unset: a SQLite file, ``var/bot.db`` in the project (zero set-up);
 * ``DATABASE_URL=postgresql://postgres@127.0.0.1:5432/njupt_bot``: PostgreSQL;
@@ -15,7 +15,7 @@ from typing import Any
 
 from rasa.core.tracker_store import SQLTrackerStore
 
-from bot.database import connection_arguments, database_url
+from bot.core.database import connection_arguments, database_url
 
 
 class EnvSQLTrackerStore(SQLTrackerStore):

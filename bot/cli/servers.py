@@ -22,9 +22,7 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-VAR = ROOT / "var"
-MODEL = ROOT / "models" / "njupt.tar.gz"
+from bot.core.paths import MODEL, ROOT, VAR
 
 
 class ServerError(RuntimeError):
@@ -164,7 +162,7 @@ class Servers:
                     self.log_dir / f"rasa-{self.rasa_port}.log", env),
         ]  # fmt: skip
         if self.web_port:
-            web = [sys.executable, "-m", "bot.web", "--host", self.web_host,
+            web = [sys.executable, "-m", "bot.channels.web", "--host", self.web_host,
                    "--port", str(self.web_port), "--rasa-url", self.rasa_url]  # fmt: skip
             local = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
             health = f"http://{local}:{self.web_port}/api/health"
@@ -179,7 +177,7 @@ class Servers:
             self.stop()
             raise
         if self.telegram:  # after Rasa answers, so that no waiting update gets an apology
-            bridge = [sys.executable, "-m", "bot.telegram", "--rasa-url", self.rasa_url]
+            bridge = [sys.executable, "-m", "bot.channels.telegram", "--rasa-url", self.rasa_url]
             log = self.log_dir / f"telegram-{self.rasa_port}.log"
             self.processes.append(Process("Telegram bridge", bridge, None, log, env))
             self.processes[-1].start()

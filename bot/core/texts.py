@@ -17,10 +17,9 @@ from pathlib import Path
 
 import yaml
 
-from actions.facts import Facts, Localized, facts
-from bot.languages import Registry, registry, to_traditional
-
-TEXTS_DIR = Path(__file__).resolve().parent.parent / "data" / "texts"
+from bot.core.facts import Facts, Localized, facts
+from bot.core.languages import Registry, registry, to_traditional
+from bot.core.paths import TEXTS_DIR
 
 logger = logging.getLogger(__name__)
 

@@ -16,9 +16,8 @@ from typing import Any
 
 import yaml
 
-from bot.languages import Registry, registry, to_traditional
-
-FACTS_FILE = Path(__file__).resolve().parent.parent / "data" / "facts" / "department.yml"
+from bot.core.languages import Registry, registry, to_traditional
+from bot.core.paths import FACTS_FILE
 
 
 class FactsError(ValueError):

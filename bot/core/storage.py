@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from bot.database import open_engine
+from bot.core.database import open_engine
 
 logger = logging.getLogger(__name__)
 

@@ -44,13 +44,12 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from rasa.utils.tensorflow.constants import EPOCHS
 
-from bot.languages import HAN, to_simplified
+from bot.core.languages import HAN, HAN_RANGE, to_simplified
 
 logger = logging.getLogger(__name__)
 
 # A run of Han characters, or a word of letters/digits (with inner ' or -).
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
-PIECE = re.compile(rf"[{_HAN}]+|[^\W_{_HAN}]+(?:['’-][^\W_{_HAN}]+)*")
+PIECE = re.compile(rf"[{HAN_RANGE}]+|[^\W_{HAN_RANGE}]+(?:['’-][^\W_{HAN_RANGE}]+)*")
 
 
 STEMMED = re.compile(r"[a-zà-ÿœæа-яё]", re.IGNORECASE)

@@ -2,7 +2,7 @@
 
 Unset: a SQLite file, ``var/bot.db`` in the project (zero set-up). Set, e.g.
 ``postgresql://postgres@127.0.0.1:5432/njupt_bot``: that database. Used by the
-tracker store (bot/stores.py) and the requests table (actions/storage.py).
+tracker store (bot/plugins/stores.py) and the requests table (bot/core/storage.py).
 No Rasa import, so the action server and the `bot` command stay light.
 """
 
@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy.engine import make_url
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_URL = f"sqlite:///{ROOT / 'var' / 'bot.db'}"
+from bot.core.paths import ROOT, VAR
+
+DEFAULT_URL = f"sqlite:///{VAR / 'bot.db'}"
 
 
 def database_url() -> str:

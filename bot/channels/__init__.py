@@ -1,0 +1,1 @@
+"""The channels users talk through, one subpackage each: `telegram` and `web`."""

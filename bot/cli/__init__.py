@@ -1,0 +1,1 @@
+"""The `bot` command and the launcher of the servers."""

@@ -1,0 +1,1 @@
+"""Rasa-free core: languages, texts, facts, date and e-mail parsing, database and request storage."""

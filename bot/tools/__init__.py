@@ -1,0 +1,1 @@
+"""Developer tools: `make bench`, `make evaluate`, `make screenshot`, the data checks."""
