@@ -103,8 +103,21 @@ class LanguageAction(Action, ABC):
             dispatcher.utter_message(
                 text=say("language_unsupported", choice.language, languages=spoken_languages(choice.language))
             )
-            return events
-        return events + self.respond(dispatcher, tracker, choice)
+        else:
+            events += self.respond(dispatcher, tracker, choice)
+        tag_language(dispatcher, choice.language)
+        return events
+
+
+def tag_language(dispatcher: CollectingDispatcher, language: str) -> None:
+    """Mark each message with the language it is written in.
+
+    Rasa keeps the extra key as the bot message's metadata; the REST channel
+    returns it with each reply (``"language"``), so channels know the language
+    of a reply without guessing it from the text.
+    """
+    for message in dispatcher.messages:
+        message.setdefault("language", language)
 
 
 def _switch(dispatcher: CollectingDispatcher, choice: Choice) -> list[EventType]:

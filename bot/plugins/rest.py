@@ -13,6 +13,8 @@ What it adds:
   stack trace;
 * only known metadata keys (``language``: the channel's language hint) reach
   the conversation;
+* each reply carries ``"language"``: the language it is written in (the
+  actions tag their messages; see ``actions.answers.tag_language``);
 * when the bot produced no reply at all (action server down, an internal
   error), the user gets a short apology in their language instead of silence.
 """
@@ -70,7 +72,19 @@ def parse_request(body: Any) -> tuple[str, str, dict[str, Any]]:
 def apology(text: str, metadata: dict[str, Any]) -> dict[str, str]:
     """What the user sees when the bot could not answer, in their language."""
     language = choose(text, None, metadata.get("language")).language
-    return {"text": say("unavailable", language)}
+    return {"text": say("unavailable", language), "language": language}
+
+
+class LanguageCollectingChannel(CollectingOutputChannel):
+    """Rasa's collecting channel, keeping each reply's ``language`` (bot message metadata)."""
+
+    async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        language = message.get("language")
+        before = len(self.messages)
+        await super().send_response(recipient_id, message)
+        if isinstance(language, str):
+            for sent in self.messages[before:]:
+                sent["language"] = language
 
 
 class RestChannel(RestInput):
@@ -97,7 +111,7 @@ class RestChannel(RestInput):
                 sender, text, metadata = parse_request(body)
             except BadRequest as error:
                 return response.json({"error": str(error)}, status=error.status)
-            collector = CollectingOutputChannel()
+            collector = LanguageCollectingChannel()
             try:
                 await on_new_message(UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata))
             except Exception:
