@@ -121,6 +121,11 @@ def _buttons(raw: Any) -> list[dict[str, str]]:
     ]
 
 
+def _language(code: object) -> str | None:
+    """A reply's language (the bot's own tag) when it is one the bot speaks."""
+    return code if isinstance(code, str) and code in registry().languages else None
+
+
 def conversation(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages a user saw, from a tracker's events.
 
@@ -135,7 +140,8 @@ def conversation(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             text = event.get("text") or ""
             buttons = _buttons((event.get("data") or {}).get("buttons"))
             if text or buttons:
-                messages.append({"role": "bot", "text": text, "buttons": buttons})
+                language = _language((event.get("metadata") or {}).get("language"))
+                messages.append({"role": "bot", "text": text, "buttons": buttons, "language": language})
                 titles.update({b["payload"]: b["title"] for b in buttons})
         elif kind == "user":
             text = event.get("text") or ""
@@ -209,7 +215,9 @@ async def message(request: web.Request) -> web.Response:
         error = data.get("error", "refused") if isinstance(data, dict) else "refused"
         return _error(error, status if status != 200 else 502)
     replies = [
-        {"text": m.get("text") or "", "buttons": _buttons(m.get("buttons"))} for m in data if isinstance(m, dict)
+        {"text": m.get("text") or "", "buttons": _buttons(m.get("buttons")), "language": _language(m.get("language"))}
+        for m in data
+        if isinstance(m, dict)
     ]
     return web.json_response([r for r in replies if r["text"] or r["buttons"]])
 
