@@ -6,7 +6,6 @@ import pytest
 from rasa_sdk.events import SlotSet
 
 from actions import forms
-from bot.core import storage
 from actions.answers import ActionAnswerQuestion
 from actions.forms import (
     ActionFinishOfficeQuestion,
@@ -15,6 +14,7 @@ from actions.forms import (
     ValidateQuestionForm,  # fmt: skip
     ValidateVisitForm,
 )
+from bot.core import storage
 from bot.core.parsing import parse_date
 from bot.core.texts import say
 

@@ -14,9 +14,9 @@ import urllib.request
 import pytest
 import sqlalchemy as sa
 
-from bot.core import storage
 from bot.cli.servers import ROOT, Process, answers
 from bot.cli.staff import purge_conversations
+from bot.core import storage
 from bot.core.storage import OfficeRequest, RequestNotFound, RequestStore
 
 from .conftest import free_port

@@ -1,9 +1,9 @@
-"""The web chat (bot/web.py, bot/channels/web/static/) in real headless Chromium, driven by Playwright.
+"""The web chat (bot/channels/web/server.py and static/) in real headless Chromium, driven by Playwright.
 
     .venv/bin/pytest tests/test_web.py
 
-Chromium is Debian's package (``apt-get install -y chromium``; ``.ci/run`` does it
-when missing), launched through ``executable_path``: Playwright downloads no
+Chromium is Debian's package (``make test`` installs it when missing: ``make
+browser``), launched through ``executable_path``: Playwright downloads no
 browser. The page is served by the web process of the shared ``servers``
 fixture (conftest.py) in front of the real Rasa and action servers, so every
 answer below comes from the trained model and the department's facts. The
@@ -111,7 +111,8 @@ def test_the_page_has_the_office_name_a_welcome_and_suggestions_from_its_origin(
     expect(page.get_by_role("textbox", name=say("web_input_label", "en"))).to_be_visible()
     expect(page.get_by_role("button", name=say("web_send", "en"))).to_be_visible()
     expect(page.get_by_role("combobox", name=say("web_language_label", "en"))).to_have_value("auto")
-    assert servers.auth_token and servers.auth_token not in page.content()
+    for token in (servers.auth_token, *servers.channel_tokens.values()):
+        assert token and token not in page.content()
     context.close()
     # Nothing from a CDN or a font service: every request went to the chat server.
     assert requests and all(url.startswith(servers.web_url + "/") for url in requests), requests
@@ -303,10 +304,14 @@ def test_a_reload_shows_the_history_read_back_from_the_server(new_page):
     assert sender_of(stranger) != sender_of(page)
 
 
-def test_when_rasa_is_down_the_page_says_so_keeps_everything_and_recovers(servers, page: Page):
+def test_when_rasa_is_down_the_page_says_so_keeps_everything_and_recovers(browser: Browser, own_servers):
+    servers = own_servers(web=True)
+    context = browser.new_context(locale="en-GB")
+    page = context.new_page()
+    page.goto(servers.web_url + "/")
     ask(page, "Where is the international office?")
     expect(bot_said(page)).to_have_count(1)
-    rasa = servers.processes[1]
+    rasa = servers.process("Rasa server")
     rasa.stop()
     try:
         ask(page, "Which degrees are open to international students?")
@@ -333,6 +338,7 @@ def test_when_rasa_is_down_the_page_says_so_keeps_everything_and_recovers(server
     page.get_by_role("textbox").press("Enter")
     expect(bot_said(page)).to_have_count(3)
     expect(bot_said(page).last).to_contain_text("210003")
+    context.close()
 
 
 # --- the embed snippet ---------------------------------------------------------------------------
@@ -409,16 +415,18 @@ def test_rasa_allows_the_page_origin_only(servers: Servers):
     assert "Access-Control-Allow-Origin" not in headers
 
 
-def test_the_web_api_reads_only_web_conversations_and_keeps_the_token(servers: Servers, chat):
-    chat(sender="42").ask("hello")  # a conversation of another channel (a Telegram chat id, say)
-    for sender in ("42", "alice", "web-short", "web-" + "x" * 200):
+def test_the_web_api_reads_only_web_conversations_and_keeps_the_tokens(servers: Servers, chat):
+    chat(sender="42").ask("hello")  # a conversation of another client of the REST channel
+    for sender in ("42", "alice", "web-short", "web-" + "x" * 200, "telegram-42"):
         status, _, _ = _get(f"{servers.web_url}/api/history/{sender}")
         assert status == 404, sender
     status, _, _ = _get(f"{servers.rasa_url}/conversations/42/tracker")
-    assert status == 401  # Rasa's API needs the token, which only the web process has
+    assert status == 401  # Rasa's admin API needs its token, which the web process does not have
     status, headers, body = _get(servers.web_url + "/")
     assert status == 200 and "script-src 'self'" in headers["Content-Security-Policy"]
-    assert servers.auth_token.encode() not in body
+    assert "frame-ancestors 'self'" in headers["Content-Security-Policy"]
+    for token in (servers.auth_token, *servers.channel_tokens.values()):
+        assert token.encode() not in body
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

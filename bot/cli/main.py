@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import signal
 import sys
 import time
@@ -32,11 +31,12 @@ from bot.cli import staff
 from bot.cli.servers import ServerError, Servers
 from bot.core.paths import MODEL
 
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
 
 def run(args: argparse.Namespace) -> int:
-    # The web chat reads conversations through Rasa's HTTP API: it always gets a token.
-    given_token = os.environ.get("RASA_AUTH_TOKEN") or None
-    token = given_token or secrets.token_urlsafe(24)
+    # Rasa's HTTP API (its admin API) is on only when RASA_AUTH_TOKEN is set.
+    token = os.environ.get("RASA_AUTH_TOKEN") or None
     servers = Servers(model=args.model, rasa_port=args.rasa_port, action_port=args.action_port,
                       host=args.host, auth_token=token, web_port=args.web_port,
                       web_host=args.web_host, cors=os.environ.get("WEB_CORS_ORIGIN") or None)  # fmt: skip
@@ -53,10 +53,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"Ready in {time.monotonic() - started:.0f} s. Talk to the bot:")
     print(f"""  curl -s {webhook} -H 'Content-Type: application/json' \\
        -d '{{"sender": "me", "message": "Where is the international office?"}}'""")
-    print(f"  .venv/bin/rasa shell --model {args.model} --endpoints endpoints.yml   (in another terminal)")
     print(f"  web chat: {servers.web_url}/   (Rasa's CORS: {servers.cors} only; set WEB_CORS_ORIGIN)")
-    random = "a random token (set RASA_AUTH_TOKEN to choose it)"
-    print("  HTTP API: enabled with " + ("RASA_AUTH_TOKEN" if given_token else random))
+    print("  Rasa's HTTP API: " + ("on, with RASA_AUTH_TOKEN" if token else "off (set RASA_AUTH_TOKEN to turn it on)"))
+    print(
+        f"  listening on {args.host} only"
+        + (" (set BOT_HOST / WEB_HOST to serve other machines)" if args.host in LOOPBACK else "")
+    )
     print(f"  {telegram_status(servers)}")
     print(f"Logs in {servers.log_dir}. Ctrl-C stops everything.")
     stop = False
