@@ -1,15 +1,16 @@
 """Visit requests and messages to the office, kept in a real database.
 
 SQLAlchemy (1.4, as Rasa 3.6 ships) on the database named by ``DATABASE_URL``
-(bot/stores.py): a SQLite file by default, PostgreSQL in production. The schema
+(``bot.core.database``): a SQLite file by default, PostgreSQL in production. The schema
 is created on first use and upgraded in place by numbered migrations, so no
 request is lost when it changes. References (``V-2027-0001`` for visits,
 ``Q-2026-0001`` for questions) come from a counter row updated in the same
 transaction as the insert, so concurrent writers (several action-server
 workers) never lose a request or share a reference.
 
-Personal data (names, e-mails, questions) lives only in the ``requests`` table;
-nothing here logs it.
+Personal data (names, e-mails, questions) lives in the ``office_requests``
+table (and, as typed, in the conversations of the tracker store); nothing here
+logs it.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import platform
+import random
 import shutil
 import statistics
 import subprocess
@@ -21,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+import httpx
 
 from bot.cli.servers import Servers
 from bot.core.paths import NLU_DIR, ROOT
@@ -77,18 +80,15 @@ def questions(languages: list[str] | None, count: int) -> list[str]:
     for path in sorted(HOLDOUT_DIR.glob("*.yml")):
         if languages is None or path.stem in languages:
             pool += [text for examples in read_examples(path).values() for text in examples]
-    pool.sort(key=lambda t: hash(t) % 997)  # a fixed mix of languages and intents
+    # A fixed mix of languages and intents, the same in every run: a seeded shuffle
+    # (hash(str) is randomised per process, so it would give another mix each time).
+    random.Random(20261202).shuffle(pool)
     return (pool * (count // len(pool) + 1))[:count]
 
 
 def ask(url: str, sender: str, text: str) -> float:
-    import urllib.request
-
-    body = json.dumps({"sender": sender, "message": text}).encode()
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
     started = time.monotonic()
-    with urllib.request.urlopen(request, timeout=60) as reply:
-        reply.read()
+    httpx.post(url, json={"sender": sender, "message": text}, timeout=60).raise_for_status()
     return time.monotonic() - started
 
 
