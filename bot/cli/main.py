@@ -29,6 +29,7 @@ import time
 
 from bot.cli import staff
 from bot.cli.servers import ServerError, Servers
+from bot.core import privacy
 from bot.core.paths import MODEL
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
@@ -69,10 +70,15 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    retention = retention_days()
+    next_purge = time.monotonic()
     try:
         while not stop:
             for process in servers.processes:
                 process.check_alive()
+            if retention and time.monotonic() >= next_purge:
+                apply_retention(retention)
+                next_purge = time.monotonic() + 86400
             time.sleep(1)
     except ServerError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -81,6 +87,22 @@ def run(args: argparse.Namespace) -> int:
         print("\nStopping…")
         servers.stop()
     return 0
+
+
+def retention_days() -> int:
+    """RETENTION_DAYS: how long requests and conversations are kept (0: for ever)."""
+    value = os.environ.get("RETENTION_DAYS", str(privacy.DEFAULT_RETENTION_DAYS))
+    return int(value) if value.isdigit() else privacy.DEFAULT_RETENTION_DAYS
+
+
+def apply_retention(days: int) -> None:
+    """The retention purge, at start and then daily while `bot run` runs."""
+    try:
+        erased = privacy.purge(days)
+    except Exception:  # the bot keeps serving; the next day tries again
+        logging.getLogger(__name__).exception("the retention purge failed")
+        return
+    print(f"  retention ({days} days): {erased.requests} request(s), {erased.conversations} conversation(s) erased")
 
 
 def telegram_status(servers: Servers) -> str:

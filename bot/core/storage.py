@@ -29,6 +29,8 @@ from bot.core.database import open_engine
 logger = logging.getLogger(__name__)
 
 KINDS = {"visit": "V", "question": "Q"}
+# The key of the PostgreSQL advisory lock held while the schema changes.
+MIGRATION_LOCK = 0x6E6A7570
 STATUSES = ("open", "closed")
 
 metadata = sa.MetaData()
@@ -143,14 +145,22 @@ class RequestStore:
             return 0
         return version
 
+    def _lock(self, connection: Connection) -> None:
+        """PostgreSQL: one process at a time changes the schema (the lock ends with the
+        transaction); SQLite's BEGIN IMMEDIATE already serialises writers."""
+        if self.engine.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
     def upgrade(self) -> int:
         """Applies the migrations not applied yet; returns the schema version."""
         with self.engine.begin() as connection:
+            self._lock(connection)
             version = self.schema_version(connection)
         for number, migration in enumerate(MIGRATIONS, start=1):
             if number <= version:
                 continue
             with self.engine.begin() as connection:
+                self._lock(connection)
                 if self.schema_version(connection) >= number:  # another process did it
                     continue
                 migration(connection)

@@ -28,6 +28,8 @@ What it adds:
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -40,6 +42,7 @@ from sanic.response import HTTPResponse
 
 from bot.core.languages import choose
 from bot.core.limits import MAX_MESSAGE_CHARS, MAX_SENDER_CHARS
+from bot.core.privacy import ERASE_CONVERSATION, erase_sender
 from bot.core.ratelimit import Busy, RateLimits, client_ip, trusted_proxies
 from bot.core.senders import TOKEN_HEADER, channel_token_variable, may_use
 from bot.core.texts import say
@@ -85,15 +88,29 @@ def apology(text: str, metadata: dict[str, Any]) -> dict[str, str]:
 
 
 class LanguageCollectingChannel(CollectingOutputChannel):
-    """Rasa's collecting channel, keeping each reply's ``language`` (bot message metadata)."""
+    """Rasa's collecting channel, keeping each reply's ``language`` (bot message metadata),
+    and noting a reply after which the conversation is to be erased ("forget me")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.erase = False
 
     async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        self.erase = self.erase or bool(message.pop(ERASE_CONVERSATION, False))
         language = message.get("language")
         before = len(self.messages)
         await super().send_response(recipient_id, message)
         if isinstance(language, str):
             for sent in self.messages[before:]:
                 sent["language"] = language
+
+
+async def erase_conversation(tracker_store: Any, sender: str) -> None:
+    """Deletes every stored event of one conversation ("forget me"), then compacts the database."""
+    engine = getattr(tracker_store, "engine", None)
+    if engine is None:  # not a SQL tracker store: nothing is kept on disk
+        return
+    await asyncio.get_running_loop().run_in_executor(None, functools.partial(erase_sender, sender, engine=engine))
 
 
 def too_many(retry_after: int) -> HTTPResponse:
@@ -152,6 +169,8 @@ class RestChannel(RestInput):
                 logger.exception("could not handle a message (%s)", type(self).__name__)
             if not collector.messages:
                 collector.messages.append({"recipient_id": sender, **apology(text, metadata)})
+            if collector.erase:  # Rasa has stored the turn: now the conversation can go
+                await erase_conversation(request.app.ctx.agent.tracker_store, sender)
             return response.json(collector.messages)
 
         @webhook.route("/history/<sender>", methods=["GET"])
