@@ -8,7 +8,8 @@ rasa-sdk's own server, with three changes for a public deployment:
   gives it to Rasa), every call but ``/health`` must carry it in the
   ``X-Action-Token`` header, so nothing but our Rasa server can run an action
   (such as saving a visit request) directly;
-* no CORS: browsers never call it. Request bodies are limited to
+* no CORS: browsers never call it; the language detector and the date parser
+  load their data at start, not on a user's first message. Request bodies are limited to
   ``ACTION_MAX_BODY`` bytes (default 4 MB: a long conversation's tracker).
 """
 
@@ -24,6 +25,8 @@ from rasa_sdk.endpoint import create_app
 from sanic import response
 from sanic.request import Request
 from sanic.response import HTTPResponse
+
+from bot.core import languages, parsing
 
 TOKEN_HEADER = "X-Action-Token"
 UNGUARDED = {"/health"}
@@ -50,6 +53,9 @@ def main(argv: list[str] | None = None) -> int:
 
     if not token:
         logging.getLogger(__name__).warning("ACTION_SERVER_TOKEN is not set: any local process may call the actions")
+    # The language detector and the date parser load their data now, not on a user's first message.
+    languages.warm_up()
+    parsing.warm_up()
     app.run(host=args.host, port=args.port, workers=1, access_log=False, motd=False)
     return 0
 
