@@ -153,16 +153,24 @@ FOCUS_JS = (
 # --- axe ------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("screen", SCREENS)
+def assert_no_violation_on_every_screen(page: Page, when: str) -> None:
+    for screen, options in SCREENS.items():
+        page.set_viewport_size(options["viewport"])
+        assert not (found := axe_violations(page)), f"{when}, {screen}:\n" + "\n".join(found)
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_no_axe_violation_at_load_and_after_a_conversation_in_two_languages(new_page, language, screen):
-    page = new_page(locale=LOCALES[language], **SCREENS[screen])
+def test_no_axe_violation_at_load_and_after_a_conversation_in_two_languages(new_page, language):
+    """In each interface language, on a desktop and at 375x740 and 320x568 (the same page
+    resized; with a touch screen: test_touch_targets_are_at_least_44_by_44_on_a_touch_screen)."""
+    page = new_page(locale=LOCALES[language], **DESKTOP)
     csp = watch_csp(page)
     expect(page.locator("html")).to_have_attribute("lang", language)
     expect(page.get_by_role("button", name=say("web_suggestion_1", language))).to_be_visible()
-    assert not (found := axe_violations(page)), f"at load, {language}, {screen}:\n" + "\n".join(found)
+    assert_no_violation_on_every_screen(page, f"{language} at load")
+    page.set_viewport_size(DESKTOP["viewport"])
     converse(page, language)
-    assert not (found := axe_violations(page)), f"after a conversation, {language}, {screen}:\n" + "\n".join(found)
+    assert_no_violation_on_every_screen(page, f"{language} after a conversation")
     assert csp == []
 
 
@@ -291,8 +299,10 @@ def test_touch_targets_are_at_least_44_by_44_on_a_touch_screen(new_page, screen)
     assert page.evaluate("matchMedia('(pointer: coarse)').matches")
     expect(page.get_by_role("button", name=say("web_suggestion_1", "ru"))).to_be_visible()
     at_load = page.evaluate(TARGETS_JS)
+    assert not (found := axe_violations(page)), "\n".join(found)
     converse(page, "ru")
     after = page.evaluate(TARGETS_JS)
+    assert not (found := axe_violations(page)), "\n".join(found)
     assert len(after) >= 9  # the selector, the log, 5 quick replies, the text box, Send
     small = [t for t in at_load + after if t["width"] < 44 or t["height"] < 44]
     assert small == []
