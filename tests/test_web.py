@@ -375,26 +375,32 @@ def test_the_embed_snippet_opens_the_chat_on_another_site(browser: Browser, serv
 
 def test_the_history_is_rebuilt_from_the_tracker_events():
     buttons = [{"title": "Français", "payload": '/change_language{"language":"fr"}'}]
+    yes = [{"title": "Oui", "payload": "/affirm"}]
+    hint = {"language": "en-GB"}  # the interface language the page sent the message in
     events = [
         {"event": "action", "name": "action_session_start"},
         {"event": "session_started"},
-        {"event": "user", "text": "/lang"},
+        {"event": "user", "text": "/lang", "metadata": hint},
         {"event": "slot", "name": "language", "value": "en"},
-        {"event": "bot", "text": "Which language?", "data": {"buttons": buttons}},
+        {"event": "bot", "text": "Which language?", "data": {"buttons": buttons}, "metadata": {"language": "en"}},
         {"event": "action", "name": "action_listen"},
-        {"event": "user", "text": '/change_language{"language":"fr"}'},
-        {"event": "bot", "text": "D'accord.", "data": {}},
+        {"event": "user", "text": '/change_language{"language":"fr"}', "metadata": hint},
+        {"event": "bot", "text": "D'accord ?", "data": {"buttons": yes}, "metadata": {"language": "fr"}},
+        {"event": "user", "text": "/affirm", "metadata": hint},
         {"event": "user", "text": '/change_language{"language": "ru"}'},
         {"event": "bot", "text": "", "data": {}},
-        {"event": "user", "text": XSS},
+        {"event": "user", "text": XSS, "metadata": {"language": "xx"}},
+        {"event": "bot", "text": "?", "data": {}, "metadata": {"language": "xx"}},
     ]
     assert conversation(events) == [
-        {"role": "user", "text": "/lang", "buttons": []},
-        {"role": "bot", "text": "Which language?", "buttons": buttons},
-        {"role": "user", "text": "Français", "buttons": []},
-        {"role": "bot", "text": "D'accord.", "buttons": []},
-        {"role": "user", "text": "Русский", "buttons": []},
-        {"role": "user", "text": XSS, "buttons": []},
+        {"role": "user", "text": "/lang", "buttons": [], "language": "en"},
+        {"role": "bot", "text": "Which language?", "buttons": buttons, "language": "en"},
+        {"role": "user", "text": "Français", "buttons": [], "language": "fr"},
+        {"role": "bot", "text": "D'accord ?", "buttons": yes, "language": "fr"},
+        {"role": "user", "text": "Oui", "buttons": [], "language": "fr"},  # the button's language
+        {"role": "user", "text": "Русский", "buttons": [], "language": "ru"},
+        {"role": "user", "text": XSS, "buttons": [], "language": None},
+        {"role": "bot", "text": "?", "buttons": [], "language": None},
     ]
 
 

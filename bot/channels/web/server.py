@@ -13,7 +13,7 @@ elsewhere) and, on the same origin, the only URLs the page calls:
     POST /api/message           {"sender", "message", "language"} -> Rasa's REST channel
                                 -> [{"text", "buttons": [{"title", "payload"}]}]
     GET  /api/history/<sender>  the conversation, read from Rasa's tracker store
-                                -> {"messages": [{"role": "user"|"bot", "text", "buttons"}]}
+                                -> {"messages": [{"role": "user"|"bot", "text", "buttons", "language"}]}
     GET  /embed.js              a chat button and panel for another site (one <script> tag)
     GET  /api/health            this server is up (says nothing of Rasa)
 
@@ -148,10 +148,13 @@ def conversation(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages a user saw, from a tracker's events.
 
     A user message that is a button's payload is shown as the button's title, as
-    the page showed it; a language switch as the language's name.
+    the page showed it; a language switch as the language's name. Each message has
+    the language it is in, for the page's ``lang`` (None when unknown): a bot
+    message its tag; a user message the language it was sent in (the one
+    switched to, the button's message's, else the hint sent with it).
     """
     messages: list[dict[str, Any]] = []
-    titles: dict[str, str] = {}
+    titles: dict[str, tuple[str, str | None]] = {}
     for event in events:
         kind = event.get("event")
         if kind == "bot":
@@ -160,15 +163,17 @@ def conversation(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if text or buttons:
                 language = _language((event.get("metadata") or {}).get("language"))
                 messages.append({"role": "bot", "text": text, "buttons": buttons, "language": language})
-                titles.update({b["payload"]: b["title"] for b in buttons})
+                titles.update({b["payload"]: (b["title"], language) for b in buttons})
         elif kind == "user":
             text = event.get("text") or ""
             switch = CHANGE_LANGUAGE.match(text)
+            switched = _language(switch.group(1)) if switch else None
+            language = switched or registry().normalize((event.get("metadata") or {}).get("language"))
             if text in titles:
-                text = titles[text]
-            elif switch and switch.group(1) in registry().languages:
-                text = texts().raw("language_name", switch.group(1))
-            messages.append({"role": "user", "text": text, "buttons": []})
+                text, language = titles[text][0], switched or titles[text][1] or language
+            elif switched:
+                text = texts().raw("language_name", switched)
+            messages.append({"role": "user", "text": text, "buttons": [], "language": language})
     return messages
 
 
