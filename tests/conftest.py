@@ -81,7 +81,11 @@ def servers(model: Path, tmp_path_factory: pytest.TempPathFactory):
         action_port=free_port(),
         web_port=free_port(),
         auth_token=os.urandom(16).hex(),
-        env={"DATABASE_URL": f"sqlite:///{database}", "RATE_LIMIT_PER_IP": "0"},
+        env={
+            "DATABASE_URL": f"sqlite:///{database}",
+            "RATE_LIMIT_PER_IP": "0",
+            "WEB_FRAME_ANCESTORS": "'self' http://office.example",  # tests/test_web.py's office site
+        },
         log_dir=tmp_path_factory.mktemp("logs"),
     )
     with running:

@@ -208,6 +208,15 @@ async def test_the_web_api_caps_requests_in_flight():
         await client.close()
 
 
+def test_frame_ancestors_default_to_the_page_itself_and_drop_bad_entries():
+    from bot.channels.web.server import frame_ancestors
+
+    assert frame_ancestors(None) == "'self'"
+    assert frame_ancestors("https://www.example.edu.cn 'self'") == "https://www.example.edu.cn 'self'"
+    assert frame_ancestors("https://ok.example; script-src *") == "'self'"  # no directive injected
+    assert frame_ancestors("javascript:alert(1)") == "'self'"
+
+
 def test_the_client_address_comes_from_a_trusted_proxy_only():
     trusted = frozenset({"127.0.0.1"})
     assert client_ip("127.0.0.1", "198.51.100.7", trusted) == "198.51.100.7"

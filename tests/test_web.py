@@ -35,6 +35,8 @@ pytestmark = pytest.mark.e2e
 expect.set_options(timeout=30_000)
 
 XSS = "<img src=x onerror=alert(1)>"
+# The office's site, allowed to embed the chat (the servers fixture's WEB_FRAME_ANCESTORS).
+OFFICE_SITE = "http://office.example"
 
 
 # --- fixtures and helpers -----------------------------------------------------------
@@ -344,13 +346,44 @@ def test_when_rasa_is_down_the_page_says_so_keeps_everything_and_recovers(browse
 # --- the embed snippet ---------------------------------------------------------------------------
 
 
-def test_the_embed_snippet_opens_the_chat_on_another_site(browser: Browser, servers: Servers):
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_over_the_rate_limit_the_page_asks_to_wait_politely_and_sends_later(new_page, language):
+    locale = {"en": "en-GB", "ru": "ru-RU"}[language]
+    page = new_page(locale=locale)
+    refused: list[str] = []
+
+    def too_fast(route: Route) -> None:  # the server's answer over the limit, once
+        refused.append(route.request.url)
+        page.unroute("**/api/message", too_fast)
+        route.fulfill(status=429, headers={"Retry-After": "2"}, json={"error": "too many requests"})
+
+    page.route("**/api/message", too_fast)
+    question = {"en": "Where is the international office?", "ru": "Где находится международный отдел?"}[language]
+    ask(page, question)
+    expect(page.get_by_role("alert")).to_have_text(say("web_rate_limited", language))
+    expect(page.locator(".message.pending")).to_have_count(1)
+    # after Retry-After the page sends it again by itself, and the answer comes
+    expect(bot_said(page)).to_contain_text(["210003"])
+    expect(page.get_by_role("alert")).to_be_hidden()
+    assert len(refused) == 1
+
+
+def _office_site(browser: Browser, servers: Servers, origin: str) -> Page:
+    """A page of another site (``origin``, served by Playwright) with the embed snippet."""
     context = browser.new_context(locale="en-GB")
     page = context.new_page()
-    page.set_content(
+    html = (
         '<html lang="fr"><body><h1>Site du bureau</h1>'
         f'<script src="{servers.web_url}/embed.js" defer></script></body></html>'
     )
+    page.route(f"{origin}/", lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.goto(f"{origin}/")
+    return page
+
+
+def test_the_embed_snippet_opens_the_chat_on_another_site(browser: Browser, servers: Servers):
+    page = _office_site(browser, servers, OFFICE_SITE)  # listed in WEB_FRAME_ANCESTORS
+    context = page.context
     opener = page.get_by_role("button", name=say("web_open_chat", "fr"))
     expect(opener).to_have_attribute("aria-expanded", "false")
     expect(page.locator("iframe")).to_have_count(0)  # nothing loaded until asked
@@ -368,6 +401,14 @@ def test_the_embed_snippet_opens_the_chat_on_another_site(browser: Browser, serv
     expect(page.locator("iframe")).to_be_hidden()
     expect(opener).to_be_focused()
     context.close()
+
+
+def test_a_site_not_listed_in_frame_ancestors_cannot_show_the_chat(browser: Browser, servers: Servers):
+    page = _office_site(browser, servers, "http://elsewhere.example")
+    with page.expect_console_message(lambda message: "frame-ancestors" in message.text, timeout=30_000):
+        page.get_by_role("button", name=say("web_open_chat", "fr")).click()
+    expect(page.frame_locator("iframe").get_by_role("log")).to_have_count(0)
+    page.context.close()
 
 
 # --- the API behind the page (no browser) ------------------------------------------------------

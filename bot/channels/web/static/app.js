@@ -256,22 +256,27 @@
   let retryTask = null;
   let delay = 1000;
 
-  function showAlert(show) {
-    if (show && alertBox.hidden) {
-      alertBox.textContent = t("web_unreachable");
+  /* The alert says why messages wait: the bot cannot be reached (`web_unreachable`),
+     or the user is over the rate limit (`web_rate_limited`, after a 429). */
+  function showAlert(show, key = "web_unreachable") {
+    if (show && (alertBox.hidden || alertBox.dataset.text !== key)) {
+      alertBox.dataset.text = key;
+      alertBox.textContent = t(key);
       alertBox.hidden = false;
     } else if (!show) {
       alertBox.hidden = true;
     }
   }
 
-  function retryLater(task) {
+  /* Tries `task` again later: after `after` ms when the server said so (Retry-After),
+     else after 1, 2, 4, then every 8 seconds. */
+  function retryLater(task, after = 0, key = "web_unreachable") {
     typing.hidden = true;
-    showAlert(true);
+    showAlert(true, key);
     clearTimeout(retryTimer);
     retryTask = task;
-    retryTimer = setTimeout(retryNow, delay);
-    delay = Math.min(delay * 2, 8000);
+    retryTimer = setTimeout(retryNow, after || delay);
+    if (!after) delay = Math.min(delay * 2, 8000);
   }
 
   function retryNow() {
@@ -318,6 +323,7 @@
     typing.hidden = false;
     scrollDown();
     let outcome;
+    let wait = 0;
     try {
       const reply = await fetch("/api/message", {
         method: "POST",
@@ -325,13 +331,16 @@
         body: JSON.stringify({ sender, message: item.text, language: item.hint }),
       });
       if (reply.ok) outcome = await reply.json();
-      else outcome = reply.status >= 500 || reply.status === 408 || reply.status === 429 ? "retry" : "failed";
+      else if (reply.status === 429) {
+        outcome = "slow";
+        wait = Math.min(Math.max(Number(reply.headers.get("Retry-After")) || 2, 1), 120) * 1000;
+      } else outcome = reply.status >= 500 || reply.status === 408 ? "retry" : "failed";
     } catch {
       outcome = "retry";
     }
     busy = false;
-    if (outcome === "retry") {
-      retryLater(pump);
+    if (outcome === "retry" || outcome === "slow") {
+      retryLater(pump, wait, outcome === "slow" ? "web_rate_limited" : "web_unreachable");
       return;
     }
     reached();
