@@ -84,7 +84,7 @@ def servers(model: Path, tmp_path_factory: pytest.TempPathFactory):
         env={
             "DATABASE_URL": f"sqlite:///{database}",
             "RATE_LIMIT_PER_IP": "0",
-            "WEB_FRAME_ANCESTORS": "'self' http://office.example",  # tests/test_web.py's office site
+            "WEB_FRAME_ANCESTORS": "'self' http://127.0.0.1:*",  # tests/test_web.py's office site
         },
         log_dir=tmp_path_factory.mktemp("logs"),
     )

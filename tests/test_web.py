@@ -35,8 +35,6 @@ pytestmark = pytest.mark.e2e
 expect.set_options(timeout=30_000)
 
 XSS = "<img src=x onerror=alert(1)>"
-# The office's site, allowed to embed the chat (the servers fixture's WEB_FRAME_ANCESTORS).
-OFFICE_SITE = "http://office.example"
 
 
 # --- fixtures and helpers -----------------------------------------------------------
@@ -352,12 +350,11 @@ def test_over_the_rate_limit_the_page_asks_to_wait_politely_and_sends_later(new_
     page = new_page(locale=locale)
     refused: list[str] = []
 
-    def too_fast(route: Route) -> None:  # the server's answer over the limit, once
+    def too_fast(route: Route) -> None:  # the server's answer over the limit
         refused.append(route.request.url)
-        page.unroute("**/api/message", too_fast)
         route.fulfill(status=429, headers={"Retry-After": "2"}, json={"error": "too many requests"})
 
-    page.route("**/api/message", too_fast)
+    page.route("**/api/message", too_fast, times=1)
     question = {"en": "Where is the international office?", "ru": "Где находится международный отдел?"}[language]
     ask(page, question)
     expect(page.get_by_role("alert")).to_have_text(say("web_rate_limited", language))
@@ -368,22 +365,49 @@ def test_over_the_rate_limit_the_page_asks_to_wait_politely_and_sends_later(new_
     assert len(refused) == 1
 
 
-def _office_site(browser: Browser, servers: Servers, origin: str) -> Page:
-    """A page of another site (``origin``, served by Playwright) with the embed snippet."""
-    context = browser.new_context(locale="en-GB")
-    page = context.new_page()
+@pytest.fixture
+def office_site(browser: Browser, servers: Servers):
+    """office_site(host): a page of another site (a real HTTP server on ``host``) with the embed
+    snippet. 127.0.0.1 is listed in the servers fixture's WEB_FRAME_ANCESTORS; 127.0.0.2 is not."""
+    import http.server
+    import threading
+
     html = (
         '<html lang="fr"><body><h1>Site du bureau</h1>'
         f'<script src="{servers.web_url}/embed.js" defer></script></body></html>'
-    )
-    page.route(f"{origin}/", lambda route: route.fulfill(body=html, content_type="text/html"))
-    page.goto(f"{origin}/")
-    return page
+    ).encode()
+
+    class OfficePage(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.end_headers()
+            self.wfile.write(html)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    running, contexts = [], []
+
+    def open_site(host: str) -> Page:
+        server = http.server.ThreadingHTTPServer((host, 0), OfficePage)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        running.append(server)
+        context = browser.new_context(locale="en-GB")
+        contexts.append(context)
+        page = context.new_page()
+        page.goto(f"http://{host}:{server.server_address[1]}/")
+        return page
+
+    yield open_site
+    for context in contexts:
+        context.close()
+    for server in running:
+        server.shutdown()
 
 
-def test_the_embed_snippet_opens_the_chat_on_another_site(browser: Browser, servers: Servers):
-    page = _office_site(browser, servers, OFFICE_SITE)  # listed in WEB_FRAME_ANCESTORS
-    context = page.context
+def test_the_embed_snippet_opens_the_chat_on_another_site(office_site):
+    page = office_site("127.0.0.1")  # listed in WEB_FRAME_ANCESTORS
     opener = page.get_by_role("button", name=say("web_open_chat", "fr"))
     expect(opener).to_have_attribute("aria-expanded", "false")
     expect(page.locator("iframe")).to_have_count(0)  # nothing loaded until asked
@@ -400,15 +424,13 @@ def test_the_embed_snippet_opens_the_chat_on_another_site(browser: Browser, serv
     chat.get_by_role("textbox").press("Escape")  # in the chat: the panel closes
     expect(page.locator("iframe")).to_be_hidden()
     expect(opener).to_be_focused()
-    context.close()
 
 
-def test_a_site_not_listed_in_frame_ancestors_cannot_show_the_chat(browser: Browser, servers: Servers):
-    page = _office_site(browser, servers, "http://elsewhere.example")
+def test_a_site_not_listed_in_frame_ancestors_cannot_show_the_chat(office_site):
+    page = office_site("127.0.0.2")
     with page.expect_console_message(lambda message: "frame-ancestors" in message.text, timeout=30_000):
         page.get_by_role("button", name=say("web_open_chat", "fr")).click()
     expect(page.frame_locator("iframe").get_by_role("log")).to_have_count(0)
-    page.context.close()
 
 
 # --- the API behind the page (no browser) ------------------------------------------------------

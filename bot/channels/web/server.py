@@ -68,7 +68,7 @@ CSP = (
     "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
     "form-action 'self'; frame-ancestors {frame_ancestors}"
 )
-FRAME_ANCESTOR = re.compile(r"'self'|'none'|https?://[A-Za-z0-9.-]+(:\d+)?|\*\.[A-Za-z0-9.-]+")
+FRAME_ANCESTOR = re.compile(r"'self'|'none'|https?://(\*\.)?[A-Za-z0-9.-]+(:(\d+|\*))?")
 
 
 def frame_ancestors(value: str | None) -> str:
