@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 # Form fields python-telegram-bot sends JSON-encoded (everything else is a plain string).
 JSON_FIELDS = {"chat_id", "offset", "limit", "timeout", "reply_markup", "allowed_updates",
@@ -323,22 +323,40 @@ class BotApiStandIn(_HttpStandIn):
 
 
 class RasaStandIn(_HttpStandIn):
-    """Rasa's REST channel: ``reply(body)`` gives the replies; ``delay`` makes it slow."""
+    """Rasa's REST channel: ``reply(body)`` gives the replies; ``delay`` makes it slow.
+
+    Like the actions, it keeps each conversation's ``language`` slot: the language
+    of the last reply that carried one. Rasa's tracker API (``GET
+    /conversations/<sender>/tracker?token=...``) returns it.
+    """
+
+    TOKEN = "rasa-stand-in-token"
 
     def __init__(self, reply: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None) -> None:
         super().__init__()
         self.reply = reply or (lambda body: [{"text": f"Answer to {body['message']}"}])
         self.delay = 0.0
         self.requests: list[dict[str, Any]] = []
+        self.slots: dict[str, dict[str, Any]] = {}  # sender: slots
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
     def handle(self, path: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+        tracker = re.fullmatch(r"/conversations/(?P<sender>[^/]+)/tracker", urlsplit(path).path)
+        if tracker:
+            if params.get("token") != self.TOKEN:
+                return 401, {"status": "failure", "reason": "NotAuthenticated"}
+            sender = unquote(tracker["sender"])
+            return 200, {"sender_id": sender, "slots": {"language": None, **self.slots.get(sender, {})}, "events": []}
         if urlsplit(path).path != "/webhooks/rest/webhook":
             return 404, {"error": "not found"}
         self.requests.append(params)
         if self.delay:
             time.sleep(self.delay)
-        return 200, self.reply(params)
+        replies = self.reply(params)
+        for reply in replies:
+            if reply.get("language"):
+                self.slots.setdefault(params["sender"], {})["language"] = reply["language"]
+        return 200, replies

@@ -179,7 +179,9 @@ class Servers:
         if self.telegram:  # after Rasa answers, so that no waiting update gets an apology
             bridge = [sys.executable, "-m", "bot.channels.telegram", "--rasa-url", self.rasa_url]
             log = self.log_dir / f"telegram-{self.rasa_port}.log"
-            self.processes.append(Process("Telegram bridge", bridge, None, log, env))
+            # the token lets it read a conversation's language (Rasa's tracker API) for its notices
+            bridge_env = {**env, "RASA_AUTH_TOKEN": self.auth_token or ""}
+            self.processes.append(Process("Telegram bridge", bridge, None, log, bridge_env))
             self.processes[-1].start()
         return self
 

@@ -7,64 +7,96 @@ there once the webhook is registered behind HTTPS::
     export TELEGRAM_BOT_TOKEN=... TELEGRAM_WEBHOOK_SECRET=...
     .venv/bin/bot telegram set-webhook https://bot.example.org/webhooks/telegram/webhook
 
-Each update is parsed with python-telegram-bot and handled by the same
-``bot.telegram.Bridge`` as long polling, except that Rasa is asked directly
-(``on_new_message``) instead of over HTTP. A request whose
+Each update is parsed with python-telegram-bot and answered by the same handlers
+as long polling (``bot.channels.telegram.handlers``), except that Rasa is asked
+directly (``on_new_message``) instead of over HTTP, and the conversation's
+language is read from Rasa's own tracker store.
+
+The request is checked before its body is read: a request whose
 ``X-Telegram-Bot-Api-Secret-Token`` header is not ``TELEGRAM_WEBHOOK_SECRET`` gets
-a 403 and is not looked at; so does every request while no secret is set. Rasa
-starts without any Telegram variable: the channel then refuses (403) or, with a
-secret but no token, answers 503.
+a 403 (so does every request while no secret is set), and a body over
+``MAX_BODY_BYTES`` a 413. Rasa starts without any Telegram variable: the channel
+then refuses (403) or, with a secret but no token, answers 503.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from rasa.core.channels.channel import InputChannel, UserMessage
 from sanic import Blueprint, Sanic, response
-from sanic.exceptions import InvalidUsage
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application
 
-from bot.channels.telegram.bridge import (
+from bot.channels.telegram.handlers import (
+    LANGUAGE_SLOT,
     RASA_TIMEOUT,
     SECRET_HEADER,
-    Bridge,
     RasaUnavailable,
     Reply,
     Settings,
     build_application,
     quiet_http_logs,
 )
+from bot.plugins.rest import LanguageCollectingChannel
 
 logger = logging.getLogger(__name__)
 
+# Telegram's updates are a few kilobytes; anything larger is not from Telegram.
+MAX_BODY_BYTES = 1024 * 1024
+
 
 class InProcessRasa:
-    """Asks the Rasa server this channel runs in, as the REST channel would."""
+    """A conversation with the Rasa server this channel runs in, asked as the REST channel would."""
 
     def __init__(self, on_new_message: Callable[[UserMessage], Awaitable[Any]], channel: str,
                  timeout: float = RASA_TIMEOUT) -> None:  # fmt: skip
         self.on_new_message, self.channel, self.timeout = on_new_message, channel, timeout
+        self.tracker_store: Any = None  # Rasa's, from the server's agent (see TelegramWebhook.blueprint)
 
-    async def __call__(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
-        collector = CollectingOutputChannel()
+    async def ask(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
+        collector = LanguageCollectingChannel()
         message = UserMessage(text, collector, sender, input_channel=self.channel, metadata=metadata)
         try:
             await asyncio.wait_for(self.on_new_message(message), self.timeout)
         except asyncio.TimeoutError as error:
             raise RasaUnavailable("timed out") from error
         except Exception as error:  # anything Rasa raises: the user gets the apology
-            logger.exception("Rasa could not handle a Telegram message from %s", sender)
+            logger.exception("Rasa could not handle a Telegram message")
             raise RasaUnavailable(type(error).__name__) from error
         return collector.messages
+
+    async def language(self, sender: str) -> str | None:
+        if self.tracker_store is None:
+            return None
+        try:
+            tracker = await self.tracker_store.retrieve(sender)
+        except Exception as error:  # a database error: the notice follows the user's hint
+            logger.warning("the tracker store did not answer: %s", type(error).__name__)
+            return None
+        language = tracker.get_slot(LANGUAGE_SLOT) if tracker is not None else None
+        return language if isinstance(language, str) else None
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The streamed request body, or None as soon as it is over ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    while (chunk := await request.stream.read()) is not None:
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 class TelegramWebhook(InputChannel):
@@ -94,7 +126,7 @@ class TelegramWebhook(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint(f"custom_webhook_{type(self).__name__}", __name__)
-        bridge = Bridge(InProcessRasa(on_new_message, self.name(), self.timeout))
+        conversation = InProcessRasa(on_new_message, self.name(), self.timeout)
         started: list[Application] = []
         lock = asyncio.Lock()
 
@@ -102,7 +134,7 @@ class TelegramWebhook(InputChannel):
             """Built and initialized (getMe) on the first update."""
             async with lock:
                 if not started:
-                    app = build_application(self.settings, bridge, polling=False)
+                    app = build_application(self.settings, conversation, polling=False)
                     await app.initialize()
                     started.append(app)
             return started[0]
@@ -111,17 +143,20 @@ class TelegramWebhook(InputChannel):
         async def health(request: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @webhook.route("/webhook", methods=["POST"])
+        @webhook.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> HTTPResponse:
             if not self.authorised(request.headers.get(SECRET_HEADER)):
                 return response.json({"error": "forbidden"}, status=403)
+            body = await read_body(request)
+            if body is None:
+                return response.json({"error": f"the body is over {MAX_BODY_BYTES} bytes"}, status=413)
             if not self.settings.token:
                 return response.json({"error": "TELEGRAM_BOT_TOKEN is not set"}, status=503)
             try:
-                body = request.json
-            except InvalidUsage:
-                body = None
-            if not isinstance(body, dict):
+                data = json.loads(body)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
                 return response.json({"error": "expected a Telegram update (a JSON object)"}, status=400)
             try:
                 app = await application()
@@ -129,10 +164,13 @@ class TelegramWebhook(InputChannel):
                 logger.warning("Telegram webhook: cannot reach the Bot API: %s", type(error).__name__)
                 return response.json({"error": "the Bot API is unreachable"}, status=503)
             try:
-                update = Update.de_json(body, app.bot)
+                update = Update.de_json(data, app.bot)
             except (KeyError, TypeError, ValueError):
                 return response.json({"error": "not a Telegram update"}, status=400)
-            await app.process_update(update)  # errors go to the bridge's error handler
+            conversation.tracker_store = getattr(getattr(request.app.ctx, "agent", None), "tracker_store", None)
+            app.bot.insert_callback_data(update)  # button payloads, as the polling updater does
+            # errors go to the handlers' error handler; one chat's updates in order
+            await app.update_processor.process_update(update, app.process_update(update))
             return response.json({"status": "ok"})
 
         @webhook.listener("after_server_stop")
