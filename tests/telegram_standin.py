@@ -54,7 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         kind = self.headers.get("Content-Type", "")
         if body and kind.startswith("application/json"):
-            params.update(json.loads(body))
+            data = json.loads(body)
+            params.update(data if isinstance(data, dict) else {"events": data})
         elif body:
             for key, value in parse_qsl(body.decode(), keep_blank_values=True):
                 params[key] = json.loads(value) if key in JSON_FIELDS else value
@@ -323,11 +324,14 @@ class BotApiStandIn(_HttpStandIn):
 
 
 class RasaStandIn(_HttpStandIn):
-    """Rasa's REST channel: ``reply(body)`` gives the replies; ``delay`` makes it slow.
+    """Rasa's REST channel and tracker API: ``reply(body)`` gives the replies; ``delay`` makes it slow.
 
-    Like the actions, it keeps each conversation's ``language`` slot: the language
-    of the last reply that carried one. Rasa's tracker API (``GET
-    /conversations/<sender>/tracker?token=...``) returns it.
+    Each conversation has a state as Rasa's tracker API shows it (``slots``,
+    ``active_loop``). Like the actions, the stand-in sets the ``language`` slot to
+    the language of the last reply that carried one; a test's ``reply`` can change
+    the rest (``rasa.tracker(sender)["active_loop"] = {"name": "visit_form"}``).
+    ``GET /conversations/<sender>/tracker`` and ``POST .../tracker/events`` (slot
+    and active_loop events) need ``?token=TOKEN``, as on Rasa.
     """
 
     TOKEN = "rasa-stand-in-token"
@@ -337,19 +341,27 @@ class RasaStandIn(_HttpStandIn):
         self.reply = reply or (lambda body: [{"text": f"Answer to {body['message']}"}])
         self.delay = 0.0
         self.requests: list[dict[str, Any]] = []
-        self.slots: dict[str, dict[str, Any]] = {}  # sender: slots
+        self.trackers: dict[str, dict[str, Any]] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def tracker(self, sender: str) -> dict[str, Any]:
+        return self.trackers.setdefault(sender, {"sender_id": sender, "slots": {"language": None}, "active_loop": {}})
+
     def handle(self, path: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
-        tracker = re.fullmatch(r"/conversations/(?P<sender>[^/]+)/tracker", urlsplit(path).path)
+        tracker = re.fullmatch(r"/conversations/(?P<sender>[^/]+)/tracker(?P<events>/events)?", urlsplit(path).path)
         if tracker:
             if params.get("token") != self.TOKEN:
                 return 401, {"status": "failure", "reason": "NotAuthenticated"}
-            sender = unquote(tracker["sender"])
-            return 200, {"sender_id": sender, "slots": {"language": None, **self.slots.get(sender, {})}, "events": []}
+            state = self.tracker(unquote(tracker["sender"]))
+            for event in params.get("events", []) if tracker["events"] else []:
+                if event["event"] == "slot":
+                    state["slots"][event["name"]] = event["value"]
+                elif event["event"] == "active_loop":
+                    state["active_loop"] = {"name": event["name"]} if event["name"] else {}
+            return 200, state
         if urlsplit(path).path != "/webhooks/rest/webhook":
             return 404, {"error": "not found"}
         self.requests.append(params)
@@ -358,5 +370,5 @@ class RasaStandIn(_HttpStandIn):
         replies = self.reply(params)
         for reply in replies:
             if reply.get("language"):
-                self.slots.setdefault(params["sender"], {})["language"] = reply["language"]
+                self.tracker(params["sender"])["slots"]["language"] = reply["language"]
         return 200, replies

@@ -321,6 +321,63 @@ async def test_in_groups_the_bot_answers_only_when_mentioned_or_replied_to(api, 
     assert all(r["sender"] == "telegram--1701" for r in rasa.requests)
 
 
+def starts_a_form(rasa: RasaStandIn, form: str, language: str, *questions: str):
+    """Rasa's replies when ``form`` starts: it is active, and it asks ``questions`` (text keys)."""
+
+    def reply(body: dict[str, Any]) -> list[dict[str, Any]]:
+        rasa.tracker(body["sender"])["active_loop"] = {"name": form}
+        return [{"text": say(key, language), "language": language} for key in questions]
+
+    return reply
+
+
+async def test_a_visit_request_started_in_a_group_continues_in_a_private_chat(api, rasa, bridge):
+    group = {"chat_type": "supergroup", "language_code": "ru"}
+    visit = starts_a_form(rasa, "visit_form", "ru", "form_visit_start", "form_ask_visitor_name")
+    rasa.reply = lambda body: visit(body) if body["message"] in ("хочу приехать", "/request_visit") else (
+        [{"text": f"Answer to {body['message']}", "language": "ru"}]
+    )  # fmt: skip
+    api.send_text(-3001, "@njupt_test_bot хочу приехать", user_id=31, **group)
+    (notice,) = await replies(api, -3001, 1)  # the form's questions are not asked in the group
+    assert notice["text"] == say("telegram_form_private", "ru")
+    ((button,),) = notice["reply_markup"]["inline_keyboard"]
+    assert button == {"text": say("telegram_button_private", "ru"), "url": "https://t.me/njupt_test_bot?start=visit"}
+    assert rasa.tracker("telegram--3001")["active_loop"] == {}  # the group's conversation has no form
+    # another member cannot fill in the first one's form: in the group there is none
+    api.send_text(-3001, "@njupt_test_bot Иван Петров", user_id=32, **group)
+    assert (await replies(api, -3001, 2))[1]["text"] == "Answer to Иван Петров"
+    # the member follows the link: Telegram sends "/start visit" in the private chat
+    api.send_text(31, "/start visit", language_code="ru")
+    private = await replies(api, 31, 2)
+    assert rasa.requests[-1] == {"sender": "telegram-31", "message": "/request_visit", "metadata": {"language": "ru"}}
+    assert [m["text"] for m in private] == [say("form_visit_start", "ru"), say("form_ask_visitor_name", "ru")]
+    assert rasa.tracker("telegram-31")["active_loop"] == {"name": "visit_form"}  # private chats keep their form
+
+
+async def test_a_question_passed_on_from_a_group_is_confirmed_in_the_private_chat(api, rasa, bridge):
+    question = "Peut-on faire un stage d’été à NJUPT ?"
+    rasa.tracker("telegram--3101")["slots"].update(language="fr", offer="question", last_question=question)
+    rasa.reply = starts_a_form(rasa, "question_form", "fr", "form_ask_office_email")
+    api.send_text(-3101, "@njupt_test_bot oui", chat_type="group", user_id=41, language_code="en")
+    (notice,) = await replies(api, -3101, 1)
+    assert notice["text"] == say("telegram_form_private", "fr")  # the conversation's language
+    assert notice["reply_markup"]["inline_keyboard"][0][0]["url"] == "https://t.me/njupt_test_bot?start=question"
+    assert rasa.tracker("telegram--3101")["slots"]["offer"] is None  # a later "oui" in the group starts nothing
+    # the member's private conversation is ready to pass the question on, in French
+    slots = rasa.tracker("telegram-41")["slots"]
+    assert (slots["language"], slots["offer"], slots["last_question"]) == ("fr", "question", question)
+    api.send_text(41, "/start question", language_code="en")
+    (ask_email,) = await replies(api, 41, 1)
+    assert rasa.requests[-1]["message"] == "/affirm" and ask_email["text"] == say("form_ask_office_email", "fr")
+
+
+async def test_a_deep_link_does_not_answer_a_form_already_running_in_the_private_chat(api, rasa, bridge):
+    rasa.tracker("telegram-42")["active_loop"] = {"name": "visit_form"}  # at its "is this right?" step
+    api.send_text(42, "/start question", language_code="en")
+    await replies(api, 42, 1)
+    assert rasa.requests[-1]["message"] == "/greet"  # not "/affirm", which would confirm the visit
+
+
 async def test_when_rasa_is_down_the_user_gets_an_apology_and_the_bridge_recovers(api, rasa, bridge):
     rasa.stop()
     api.send_text(1801, "Где находится международный отдел?", language_code="ru")
@@ -407,7 +464,8 @@ class WebhookServer:
         Sanic.test_mode = True
         app = Sanic(f"telegram_webhook_{self.port}")
         app.blueprint(self.channel.blueprint(self.on_new_message), url_prefix="/webhooks/telegram")
-        app.ctx.agent = SimpleNamespace(tracker_store=self.tracker_store)  # where Rasa keeps its agent
+        if self.tracker_store is not None:
+            app.ctx.agent = SimpleNamespace(tracker_store=self.tracker_store)  # where Rasa keeps its agent
         self.server = await app.create_server(host="127.0.0.1", port=self.port, return_asyncio_server=True)
         await self.server.startup()
         return self
@@ -610,3 +668,32 @@ def test_e2e_forged_webhooks_get_403_and_no_reply_a_signed_one_an_answer(running
     (reply,) = api.messages(3202)  # sent before the webhook request returned
     assert reply["text"] == say("ask_address", "fr") and "210003" in reply["text"]
     assert api.messages(3201) == []  # nothing for the forged updates, then or since
+
+
+@pytest.mark.e2e
+@pytest.mark.model
+@pytest.mark.parametrize("way", ["polling", "webhook"])
+def test_e2e_a_visit_request_in_a_group_continues_in_a_private_chat(running_bot, way):
+    """Through the real Rasa: the form leaves the group's conversation and starts in the member's own."""
+    api = running_bot.api
+    group_id, member, other = (-3301, 33, 34) if way == "polling" else (-3401, 35, 36)
+
+    def write(chat_id: int, text: str, user_id: int, chat_type: str = "supergroup") -> None:
+        message = api.message(chat_id, text=text, chat_type=chat_type, user_id=user_id, language_code="fr")
+        if way == "polling":
+            api.queue({"message": message})
+        else:
+            update = {"update_id": 950 + user_id + len(api.sent), "message": message}
+            url = f"{running_bot.rasa_url}/webhooks/telegram/webhook"
+            assert httpx.post(url, json=update, headers={SECRET_HEADER: SECRET}, timeout=120).status_code == 200
+
+    write(group_id, "/request_visit@njupt_test_bot", member)
+    (notice,) = api.wait_for_messages(group_id, 1)
+    assert notice["text"] == say("telegram_form_private", "fr")
+    assert notice["reply_markup"]["inline_keyboard"][0][0]["url"] == "https://t.me/njupt_test_bot?start=visit"
+    write(group_id, "@njupt_test_bot Marie Curie", other)  # would be the form's answer if the form ran here
+    group = [m["text"] for m in api.wait_for_messages(group_id, 2)]
+    assert not any(say("form_ask_institution", "fr") in text for text in group)
+    write(member, "/start visit", member, chat_type="private")
+    private = [m["text"] for m in api.wait_for_messages(member, 2)]
+    assert say("form_ask_visitor_name", "fr") in private

@@ -18,9 +18,11 @@ Configuration (environment; nothing is needed for Rasa to start):
     TELEGRAM_WEBHOOK_SECRET  the webhook's secret (X-Telegram-Bot-Api-Secret-Token)
     TELEGRAM_BASE_URL        the Bot API's URL, python-telegram-bot's ``base_url``
                              (default https://api.telegram.org/bot; the token is appended)
-    RASA_AUTH_TOKEN          Rasa's HTTP API token, to read a conversation's language
-                             for the notices (without it they follow the user's
-                             Telegram language); ``bot run`` passes it
+    RASA_AUTH_TOKEN          Rasa's HTTP API token (``bot run`` passes it), to read a
+                             conversation's language for the notices and to move a
+                             form started in a group to a private chat; without it
+                             notices follow the user's Telegram language and forms
+                             are not moved
 
 At start the command menu (/start, /help, /lang) is set in every language the bot
 speaks (setMyCommands, English by default). Message texts and the token are never logged.
@@ -36,7 +38,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -45,7 +47,6 @@ from telegram.ext import Application
 
 from bot.channels.telegram.handlers import (
     ALLOWED_UPDATES,
-    LANGUAGE_SLOT,
     RASA_TIMEOUT,
     WEBHOOK_PATH,
     Conversation,
@@ -67,8 +68,8 @@ T = TypeVar("T")
 
 
 class RestRasa:
-    """A conversation over Rasa's REST channel (``POST {url}/webhooks/rest/webhook``); its
-    language from Rasa's tracker API when ``token`` (RASA_AUTH_TOKEN) is given."""
+    """Conversations over Rasa's REST channel (``POST {url}/webhooks/rest/webhook``); their
+    state through Rasa's tracker API when ``token`` (RASA_AUTH_TOKEN) is given."""
 
     def __init__(self, url: str, timeout: float = RASA_TIMEOUT, token: str | None = None) -> None:
         self.base = url.rstrip("/")
@@ -95,19 +96,35 @@ class RestRasa:
             raise RasaUnavailable("the REST channel did not return a list")
         return [reply for reply in replies if isinstance(reply, dict)]
 
-    async def language(self, sender: str) -> str | None:
+    def _tracker_url(self, sender: str) -> str:
+        return f"{self.base}/conversations/{quote(sender, safe='')}/tracker"
+
+    async def state(self, sender: str) -> dict[str, Any]:
         if not self._token:
-            return None
-        url = f"{self.base}/conversations/{quote(sender, safe='')}/tracker"
+            return {}
         try:
-            response = await self.client.get(url, params={"token": self._token, "include_events": "NONE"})
+            response = await self.client.get(
+                self._tracker_url(sender), params={"token": self._token, "include_events": "NONE"}
+            )
             response.raise_for_status()
-            slots = response.json().get("slots") or {}
-        except (httpx.HTTPError, ValueError, AttributeError) as error:
+            state = response.json()
+        except (httpx.HTTPError, ValueError) as error:
             logger.warning("Rasa's tracker API did not answer: %s", type(error).__name__)
-            return None
-        language = slots.get(LANGUAGE_SLOT)
-        return language if isinstance(language, str) else None
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    async def update(self, sender: str, events: list[dict[str, Any]]) -> None:
+        if not self._token:
+            return
+        try:
+            response = await self.client.post(
+                self._tracker_url(sender) + "/events",
+                params={"token": self._token, "include_events": "NONE"},
+                json=events,
+            )
+            response.raise_for_status()
+        except httpx.HTTPError as error:
+            raise RasaUnavailable(type(error).__name__) from error
 
     async def close(self) -> None:
         if self._client is not None:
@@ -258,7 +275,11 @@ async def _serve(settings: Settings, rasa_url: str, timeout: float) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    rasa = RestRasa(rasa_url, timeout, os.environ.get("RASA_AUTH_TOKEN") or None)
+    token = os.environ.get("RASA_AUTH_TOKEN") or None
+    if not token:
+        logger.warning("RASA_AUTH_TOKEN is not set: notices follow the user's Telegram language, "
+                       "and forms started in groups stay there")  # fmt: skip
+    rasa = RestRasa(rasa_url, timeout, token)
     try:
         await poll(settings, rasa, stop)
     except InvalidToken:

@@ -72,6 +72,10 @@ MAX_MESSAGE_LENGTH = int(MessageLimit.MAX_TEXT_LENGTH)  # 4096, counted in UTF-1
 # Telegram commands and what is sent to Rasa for them; /lang goes as typed.
 COMMANDS = {"start": "/greet", "help": "/bot_capabilities", "lang": "/lang"}
 MENU = ("start", "help", "lang")  # the command menu; descriptions are texts telegram_command_<name>
+# Where a form that a member starts in a group continues: a private chat opened by a deep link
+# (t.me/<bot>?start=<key>), whose /start <key> sends Rasa the message that starts the form again.
+PRIVATE_FORMS = {"visit_form": ("visit", "/request_visit"), "question_form": ("question", "/affirm")}
+BOT_LINK = "https://t.me/{bot}"
 RASA_TIMEOUT = 30.0
 CONCURRENT_UPDATES = 16  # different chats are answered in parallel, one chat in order
 CALLBACK_KEYBOARDS = 4096  # keyboards whose button payloads are remembered (arbitrary_callback_data)
@@ -97,8 +101,12 @@ class Conversation(Protocol):
     async def ask(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
         """Rasa's replies to a user message ([{"text", "buttons", "language"}]); RasaUnavailable if none."""
 
-    async def language(self, sender: str) -> str | None:
-        """The conversation's language (Rasa's ``language`` slot); None when unknown."""
+    async def state(self, sender: str) -> dict[str, Any]:
+        """The conversation's state as Rasa's tracker API gives it ({"slots", "active_loop"});
+        {} when it is unknown (no conversation yet, or no way to read it)."""
+
+    async def update(self, sender: str, events: list[dict[str, Any]]) -> None:
+        """Appends events (Rasa's JSON form) to the conversation, as Rasa's tracker API does."""
 
 
 @dataclass(frozen=True)
@@ -307,8 +315,16 @@ class Handlers:
     # --- callbacks ---
 
     async def start(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        """``/start``: Rasa's greeting."""
-        await self.ask(update, context, COMMANDS["start"])
+        """``/start``: Rasa's greeting; ``/start visit`` (a deep link from a group): the form,
+        unless one is already running in this chat (its "yes" must not be taken for an answer)."""
+        key = (context.args or [""])[0]
+        forms = {link: message for link, message in PRIVATE_FORMS.values()}
+        message = COMMANDS["start"]
+        if update.effective_chat.type == ChatType.PRIVATE and key in forms:
+            state = await self.conversation.state(sender(update.effective_chat.id))
+            if not (state.get("active_loop") or {}).get("name"):
+                message = forms[key]
+        await self.ask(update, context, message)
 
     async def help(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """``/help``: what the bot can answer, then the commands, in the same language."""
@@ -376,14 +392,52 @@ class Handlers:
 
     async def ask(self, update: Update, context: ContextTypes.DEFAULT_TYPE, text: str) -> list[Reply]:
         """Sends ``text`` to the chat's conversation and Rasa's replies to the chat."""
-        chat_id = update.effective_chat.id
+        chat = update.effective_chat
         hint = _hint(update)
-        await self.typing(context.bot, chat_id)
-        replies = await self.conversation.ask(sender(chat_id), text, {"language": hint} if hint else {})
+        await self.typing(context.bot, chat.id)
+        replies = await self.conversation.ask(sender(chat.id), text, {"language": hint} if hint else {})
         if not any(isinstance(r.get("text"), str) and r["text"].strip() or r.get("buttons") for r in replies):
             raise RasaUnavailable("no reply")
-        await self.send(context.bot, chat_id, replies)
+        if chat.type != ChatType.PRIVATE and await self.move_form(update, context):
+            return replies
+        await self.send(context.bot, chat.id, replies)
         return replies
+
+    async def move_form(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> bool:
+        """A form never runs in a group: when a member's message has started one, it is ended
+        there and continues in the member's private chat. True if so.
+
+        A form asks for a name and an e-mail address, which the group should not read, and in
+        a group every member would answer the same form. So the group's conversation drops it
+        (Rasa's events: no active form, no pending offer) and the member gets a deep link to a
+        private chat with the bot, whose conversation is prepared to start the same form
+        (its language, and for a question the question). The form's first question is not sent
+        to the group; a notice with the link is.
+        """
+        group = sender(update.effective_chat.id)
+        state = await self.conversation.state(group)
+        form = (state.get("active_loop") or {}).get("name")
+        if not form:
+            return False
+        member = update.effective_user
+        key, _ = PRIVATE_FORMS.get(form, ("", ""))
+        slots = state.get("slots") or {}
+        ended = [{"event": "active_loop", "name": None}]
+        ended += [{"event": "slot", "name": name, "value": None} for name in ("requested_slot", "offer")]
+        await self.conversation.update(group, ended)
+        if member is not None and not member.is_bot:
+            prepared = {"language": slots.get(LANGUAGE_SLOT)}
+            if form == "question_form":
+                prepared.update(offer="question", last_question=slots.get("last_question"))
+            events = [{"event": "slot", "name": name, "value": value} for name, value in prepared.items() if value]
+            if events:
+                await self.conversation.update(sender(member.id), events)
+        language = choose("", registry().normalize(slots.get(LANGUAGE_SLOT)), _hint(update)).language
+        url = BOT_LINK.format(bot=context.bot.username) + (f"?start={key}" if key else "")
+        button = InlineKeyboardButton(say("telegram_button_private", language), url=url)
+        await context.bot.send_message(update.effective_chat.id, say("telegram_form_private", language),
+                                       reply_markup=InlineKeyboardMarkup([[button]]))  # fmt: skip
+        return True
 
     async def notice(self, update: Update, context: ContextTypes.DEFAULT_TYPE, key: str) -> None:
         """A short answer that is no turn in the conversation, in the conversation's language.
@@ -395,10 +449,7 @@ class Handlers:
         the conversation has one.
         """
         chat_id = update.effective_chat.id
-        try:
-            current = await self.conversation.language(sender(chat_id))
-        except RasaUnavailable:
-            current = None
+        current = (await self.conversation.state(sender(chat_id))).get("slots", {}).get(LANGUAGE_SLOT)
         language = choose("", registry().normalize(current), _hint(update)).language
         await self.send(context.bot, chat_id, [{"text": say(key, language)}])
 

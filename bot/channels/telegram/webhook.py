@@ -10,7 +10,7 @@ there once the webhook is registered behind HTTPS::
 Each update is parsed with python-telegram-bot and answered by the same handlers
 as long polling (``bot.channels.telegram.handlers``), except that Rasa is asked
 directly (``on_new_message``) instead of over HTTP, and the conversation's
-language is read from Rasa's own tracker store.
+state is read and updated in Rasa's own tracker store.
 
 The request is checked before its body is read: a request whose
 ``X-Telegram-Bot-Api-Secret-Token`` header is not ``TELEGRAM_WEBHOOK_SECRET`` gets
@@ -28,7 +28,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from rasa.core.agent import Agent
 from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.server import update_conversation_with_events
+from rasa.shared.core.events import Event
+from rasa.shared.core.trackers import EventVerbosity
 from sanic import Blueprint, Sanic, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
@@ -37,7 +41,6 @@ from telegram.error import TelegramError
 from telegram.ext import Application
 
 from bot.channels.telegram.handlers import (
-    LANGUAGE_SLOT,
     RASA_TIMEOUT,
     SECRET_HEADER,
     RasaUnavailable,
@@ -60,7 +63,7 @@ class InProcessRasa:
     def __init__(self, on_new_message: Callable[[UserMessage], Awaitable[Any]], channel: str,
                  timeout: float = RASA_TIMEOUT) -> None:  # fmt: skip
         self.on_new_message, self.channel, self.timeout = on_new_message, channel, timeout
-        self.tracker_store: Any = None  # Rasa's, from the server's agent (see TelegramWebhook.blueprint)
+        self.agent: Agent | None = None  # the server's, known from the first request
 
     async def ask(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
         collector = LanguageCollectingChannel()
@@ -74,16 +77,24 @@ class InProcessRasa:
             raise RasaUnavailable(type(error).__name__) from error
         return collector.messages
 
-    async def language(self, sender: str) -> str | None:
-        if self.tracker_store is None:
-            return None
+    async def state(self, sender: str) -> dict[str, Any]:
+        if self.agent is None:
+            return {}
         try:
-            tracker = await self.tracker_store.retrieve(sender)
+            tracker = await self.agent.tracker_store.retrieve(sender)
         except Exception as error:  # a database error: the notice follows the user's hint
             logger.warning("the tracker store did not answer: %s", type(error).__name__)
-            return None
-        language = tracker.get_slot(LANGUAGE_SLOT) if tracker is not None else None
-        return language if isinstance(language, str) else None
+            return {}
+        return tracker.current_state(EventVerbosity.NONE) if tracker is not None else {}
+
+    async def update(self, sender: str, events: list[dict[str, Any]]) -> None:
+        """As Rasa's ``POST /conversations/<id>/tracker/events`` does."""
+        if self.agent is None:
+            return
+        parsed = [event for event in map(Event.from_parameters, events) if event]
+        async with self.agent.lock_store.lock(sender):
+            tracker = await update_conversation_with_events(sender, self.agent.processor, self.agent.domain, parsed)
+            await self.agent.tracker_store.save(tracker)
 
 
 async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
@@ -167,7 +178,7 @@ class TelegramWebhook(InputChannel):
                 update = Update.de_json(data, app.bot)
             except (KeyError, TypeError, ValueError):
                 return response.json({"error": "not a Telegram update"}, status=400)
-            conversation.tracker_store = getattr(getattr(request.app.ctx, "agent", None), "tracker_store", None)
+            conversation.agent = getattr(request.app.ctx, "agent", None)
             app.bot.insert_callback_data(update)  # button payloads, as the polling updater does
             # errors go to the handlers' error handler; one chat's updates in order
             await app.update_processor.process_update(update, app.process_update(update))
