@@ -324,17 +324,19 @@ class BotApiStandIn(_HttpStandIn):
 
 
 class RasaStandIn(_HttpStandIn):
-    """Rasa's REST channel and tracker API: ``reply(body)`` gives the replies; ``delay`` makes it slow.
+    """Rasa with its REST channel and the Telegram channel's conversation endpoints.
 
-    Each conversation has a state as Rasa's tracker API shows it (``slots``,
-    ``active_loop``). Like the actions, the stand-in sets the ``language`` slot to
-    the language of the last reply that carried one; a test's ``reply`` can change
-    the rest (``rasa.tracker(sender)["active_loop"] = {"name": "visit_form"}``).
-    ``GET /conversations/<sender>/tracker`` and ``POST .../tracker/events`` (slot
-    and active_loop events) need ``?token=TOKEN``, as on Rasa.
+    ``reply(body)`` gives the replies; ``delay`` makes it slow. Each conversation has a
+    state as Rasa's tracker gives it (``slots``, ``active_loop``). Like the actions, the
+    stand-in sets the ``language`` slot to the language of the last reply that carried
+    one; a test's ``reply`` can change the rest (``rasa.tracker(sender)["active_loop"] =
+    {"name": "visit_form"}``). As on Rasa, ``telegram-`` conversations need the channel's
+    token (``X-Channel-Token: TOKEN``): ``POST /webhooks/rest/webhook`` refuses them
+    without it (403), and ``GET /webhooks/telegram/conversations/<sender>`` and ``POST
+    .../<sender>/events`` (slot and active_loop events) answer 404.
     """
 
-    TOKEN = "rasa-stand-in-token"
+    TOKEN = "telegram-channel-token-stand-in"
 
     def __init__(self, reply: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None) -> None:
         super().__init__()
@@ -351,19 +353,26 @@ class RasaStandIn(_HttpStandIn):
         return self.trackers.setdefault(sender, {"sender_id": sender, "slots": {"language": None}, "active_loop": {}})
 
     def handle(self, path: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
-        tracker = re.fullmatch(r"/conversations/(?P<sender>[^/]+)/tracker(?P<events>/events)?", urlsplit(path).path)
-        if tracker:
-            if params.get("token") != self.TOKEN:
-                return 401, {"status": "failure", "reason": "NotAuthenticated"}
-            state = self.tracker(unquote(tracker["sender"]))
-            for event in params.get("events", []) if tracker["events"] else []:
+        token = {k.lower(): v for k, v in headers.items()}.get("x-channel-token")
+        conversation = re.fullmatch(r"/webhooks/telegram/conversations/(?P<sender>[^/]+)(?P<events>/events)?",
+                                    urlsplit(path).path)  # fmt: skip
+        if conversation:
+            sender = unquote(conversation["sender"])
+            if token != self.TOKEN or not sender.startswith("telegram-"):
+                return 404, {"error": "unknown conversation"}
+            state = self.tracker(sender)
+            for event in params.get("events", []) if conversation["events"] else []:
                 if event["event"] == "slot":
                     state["slots"][event["name"]] = event["value"]
                 elif event["event"] == "active_loop":
                     state["active_loop"] = {"name": event["name"]} if event["name"] else {}
+                else:
+                    return 400, {"error": "expected slot or active_loop events"}
             return 200, state
         if urlsplit(path).path != "/webhooks/rest/webhook":
             return 404, {"error": "not found"}
+        if str(params.get("sender", "")).startswith("telegram-") and token != self.TOKEN:
+            return 403, {"error": "this conversation belongs to another channel"}
         self.requests.append(params)
         if self.delay:
             time.sleep(self.delay)

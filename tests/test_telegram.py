@@ -141,7 +141,7 @@ def rasa():
 @pytest.fixture
 async def bridge(api: BotApiStandIn, rasa: RasaStandIn):
     """The polling bridge, running in the test's event loop until the test ends."""
-    ask = RestRasa(rasa.url, timeout=RASA_TIMEOUT, token=RasaStandIn.TOKEN)
+    ask = RestRasa(rasa.url, timeout=RASA_TIMEOUT, channel_token=RasaStandIn.TOKEN)
     stop = asyncio.Event()
     task = asyncio.create_task(poll(Settings(api.token, None, api.base_url), ask, stop, check_interval=0.2))
     await until(lambda: api.calls_of("getUpdates") or task.done(), "the bridge to poll")
@@ -556,6 +556,26 @@ async def test_the_webhook_checks_the_secret_first_and_refuses_a_body_over_1_mb(
         assert (await client.post(server.url, json=normal, headers={SECRET_HEADER: SECRET})).status_code == 200
     assert server.seen == [("telegram-2602", "hi", {"language": "en"}, "telegram")]
     assert api.texts(2601) == [] and api.texts(2602) == ["Answer to hi"]
+
+
+async def test_the_conversation_endpoints_answer_only_the_telegram_channels_own_process(api, monkeypatch):
+    monkeypatch.setenv("TELEGRAM_CHANNEL_TOKEN", "channel-secret")
+    domain = Domain.load(ROOT / "domain.yml")
+    store = InMemoryTrackerStore(domain)
+    await store.save(DialogueStateTracker.from_events("telegram-2701", [SlotSet("language", "ru")], domain.slots))
+    channel = TelegramWebhook(Settings(None, None, api.base_url))  # polling: no webhook, the endpoints still serve
+    async with WebhookServer(channel, str, store) as server, httpx.AsyncClient(timeout=60) as client:
+        base = server.url.rsplit("/", 1)[0] + "/conversations"
+        signed = {"X-Channel-Token": "channel-secret"}
+        for sender, headers in (("telegram-2701", {}), ("telegram-2701", {"X-Channel-Token": "guess"}),
+                                ("alice", signed)):  # fmt: skip
+            assert (await client.get(f"{base}/{sender}", headers=headers)).status_code == 404
+        state = await client.get(f"{base}/telegram-2701", headers=signed)
+        assert state.status_code == 200, state.text
+        assert state.json()["slots"]["language"] == "ru"
+        injected = [{"event": "user", "text": "/request_visit"}]  # only slot and active_loop events
+        assert (await client.post(f"{base}/telegram-2701/events", json=injected, headers=signed)).status_code == 400
+    assert api.calls == []
 
 
 # --- end to end: the real bot, started as `make run` starts it -------------------------------

@@ -18,11 +18,8 @@ Configuration (environment; nothing is needed for Rasa to start):
     TELEGRAM_WEBHOOK_SECRET  the webhook's secret (X-Telegram-Bot-Api-Secret-Token)
     TELEGRAM_BASE_URL        the Bot API's URL, python-telegram-bot's ``base_url``
                              (default https://api.telegram.org/bot; the token is appended)
-    RASA_AUTH_TOKEN          Rasa's HTTP API token (``bot run`` passes it), to read a
-                             conversation's language for the notices and to move a
-                             form started in a group to a private chat; without it
-                             notices follow the user's Telegram language and forms
-                             are not moved
+    TELEGRAM_CHANNEL_TOKEN   the channel's token for Rasa (``bot run`` makes one and
+                             gives it to Rasa and to this process only)
 
 At start the command menu (/start, /help, /lang) is set in every language the bot
 speaks (setMyCommands, English by default). Message texts and the token are never logged.
@@ -47,10 +44,10 @@ from telegram.ext import Application
 
 from bot.channels.telegram.handlers import (
     ALLOWED_UPDATES,
+    CONVERSATIONS_PATH,
     RASA_TIMEOUT,
     WEBHOOK_PATH,
     Conversation,
-    RasaUnavailable,
     Reply,
     Settings,
     TelegramSetupError,
@@ -60,6 +57,7 @@ from bot.channels.telegram.handlers import (
     set_command_menus,
 )
 from bot.core.languages import warm_up
+from bot.core.rasa_client import RasaClient, RasaRefused, RasaUnavailable
 
 logger = logging.getLogger("bot.channels.telegram.bridge")  # not __main__ under `python -m`
 
@@ -68,68 +66,44 @@ T = TypeVar("T")
 
 
 class RestRasa:
-    """Conversations over Rasa's REST channel (``POST {url}/webhooks/rest/webhook``); their
-    state through Rasa's tracker API when ``token`` (RASA_AUTH_TOKEN) is given."""
+    """Conversations over Rasa's REST channel (``bot.core.rasa_client``), as the Telegram channel.
 
-    def __init__(self, url: str, timeout: float = RASA_TIMEOUT, token: str | None = None) -> None:
-        self.base = url.rstrip("/")
-        self.url = self.base + "/webhooks/rest/webhook"
-        self.timeout = timeout
-        self._token = token
-        self._client: httpx.AsyncClient | None = None
+    Its token (``TELEGRAM_CHANNEL_TOKEN``, given by ``bot run``) lets it speak for
+    ``telegram-`` conversations, and read and update their state through the
+    Telegram channel's own endpoints (``CONVERSATIONS_PATH``, in ``webhook.py``);
+    without it Rasa refuses them.
+    """
 
-    @property
-    def client(self) -> httpx.AsyncClient:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
-        return self._client
+    def __init__(self, url: str, timeout: float = RASA_TIMEOUT, channel_token: str | None = None) -> None:
+        token = channel_token or os.environ.get("TELEGRAM_CHANNEL_TOKEN") or None
+        self.rasa = RasaClient(url, channel_token=token, timeout=timeout)
+        self.conversations = self.rasa.url + CONVERSATIONS_PATH
 
     async def ask(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
-        body = {"sender": sender, "message": text, "metadata": metadata}
         try:
-            response = await self.client.post(self.url, json=body)
-            response.raise_for_status()
-            replies = response.json()
-        except (httpx.HTTPError, ValueError) as error:
-            raise RasaUnavailable(type(error).__name__) from error
-        if not isinstance(replies, list):
-            raise RasaUnavailable("the REST channel did not return a list")
-        return [reply for reply in replies if isinstance(reply, dict)]
-
-    def _tracker_url(self, sender: str) -> str:
-        return f"{self.base}/conversations/{quote(sender, safe='')}/tracker"
+            return await self.rasa.send(sender, text, metadata)
+        except RasaRefused as error:  # a wrong token, a rate limit: to the user, Rasa did not answer
+            raise RasaUnavailable(f"HTTP {error.status}: {error}") from error
 
     async def state(self, sender: str) -> dict[str, Any]:
-        if not self._token:
-            return {}
         try:
-            response = await self.client.get(
-                self._tracker_url(sender), params={"token": self._token, "include_events": "NONE"}
-            )
+            response = await self.rasa.client.get(f"{self.conversations}/{quote(sender, safe='')}")
             response.raise_for_status()
             state = response.json()
         except (httpx.HTTPError, ValueError) as error:
-            logger.warning("Rasa's tracker API did not answer: %s", type(error).__name__)
+            logger.warning("Rasa did not give a conversation's state: %s", type(error).__name__)
             return {}
         return state if isinstance(state, dict) else {}
 
     async def update(self, sender: str, events: list[dict[str, Any]]) -> None:
-        if not self._token:
-            return
         try:
-            response = await self.client.post(
-                self._tracker_url(sender) + "/events",
-                params={"token": self._token, "include_events": "NONE"},
-                json=events,
-            )
+            response = await self.rasa.client.post(f"{self.conversations}/{quote(sender, safe='')}/events", json=events)
             response.raise_for_status()
         except httpx.HTTPError as error:
             raise RasaUnavailable(type(error).__name__) from error
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.rasa.close()
 
 
 # --- polling ---------------------------------------------------------------------------
@@ -275,11 +249,9 @@ async def _serve(settings: Settings, rasa_url: str, timeout: float) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    token = os.environ.get("RASA_AUTH_TOKEN") or None
-    if not token:
-        logger.warning("RASA_AUTH_TOKEN is not set: notices follow the user's Telegram language, "
-                       "and forms started in groups stay there")  # fmt: skip
-    rasa = RestRasa(rasa_url, timeout, token)
+    if not os.environ.get("TELEGRAM_CHANNEL_TOKEN"):
+        logger.warning("TELEGRAM_CHANNEL_TOKEN is not set: Rasa will refuse the Telegram conversations")
+    rasa = RestRasa(rasa_url, timeout)
     try:
         await poll(settings, rasa, stop)
     except InvalidToken:

@@ -57,6 +57,7 @@ from telegram.ext import (
 )
 
 from bot.core.languages import choose, registry
+from bot.core.rasa_client import RasaUnavailable
 from bot.core.texts import say
 
 logger = logging.getLogger(__name__)
@@ -66,6 +67,11 @@ SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Telegram allows 1-256 characters A-Z, a-z, 0-9, _ and - in a webhook secret.
 SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
 WEBHOOK_PATH = "/webhooks/telegram/webhook"
+# The Telegram channel's own view of its conversations, for the polling bridge (webhook.py):
+# GET {CONVERSATIONS_PATH}/<sender> and POST .../<sender>/events, with the channel's token.
+CONVERSATIONS_PATH = "/webhooks/telegram/conversations"
+# The events the channel may append to its conversations (to move a form out of a group).
+CHANNEL_EVENTS = ("slot", "active_loop")
 # The updates the bot handles; Telegram sends no others.
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
 MAX_MESSAGE_LENGTH = int(MessageLimit.MAX_TEXT_LENGTH)  # 4096, counted in UTF-16 code units
@@ -87,10 +93,6 @@ LANGUAGE_SLOT = "language"
 Reply = dict[str, Any]
 
 
-class RasaUnavailable(RuntimeError):
-    """Rasa did not answer: down, too slow, or an error."""
-
-
 class TelegramSetupError(ValueError):
     """A missing or invalid Telegram setting, explained for the user."""
 
@@ -102,11 +104,11 @@ class Conversation(Protocol):
         """Rasa's replies to a user message ([{"text", "buttons", "language"}]); RasaUnavailable if none."""
 
     async def state(self, sender: str) -> dict[str, Any]:
-        """The conversation's state as Rasa's tracker API gives it ({"slots", "active_loop"});
+        """The conversation's state as Rasa's tracker gives it ({"slots", "active_loop"});
         {} when it is unknown (no conversation yet, or no way to read it)."""
 
     async def update(self, sender: str, events: list[dict[str, Any]]) -> None:
-        """Appends events (Rasa's JSON form) to the conversation, as Rasa's tracker API does."""
+        """Appends ``slot`` and ``active_loop`` events (Rasa's JSON form) to the conversation."""
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,13 @@ The request is checked before its body is read: a request whose
 a 403 (so does every request while no secret is set), and a body over
 ``MAX_BODY_BYTES`` a 413. Rasa starts without any Telegram variable: the channel
 then refuses (403) or, with a secret but no token, answers 503.
+
+The channel also serves the polling bridge, which reaches Rasa over HTTP: it
+reads a Telegram conversation's state (``GET /webhooks/telegram/conversations/<sender>``)
+and moves a form out of a group (``POST .../<sender>/events``, slot and
+active_loop events only). Both need the channel's token (``X-Channel-Token``,
+``TELEGRAM_CHANNEL_TOKEN``; see ``bot.core.senders``) and are not for the public:
+only ``/webhooks/telegram/webhook`` is.
 """
 
 from __future__ import annotations
@@ -41,14 +48,18 @@ from telegram.error import TelegramError
 from telegram.ext import Application
 
 from bot.channels.telegram.handlers import (
+    CHANNEL_EVENTS,
+    CONVERSATIONS_PATH,
     RASA_TIMEOUT,
     SECRET_HEADER,
-    RasaUnavailable,
+    WEBHOOK_PATH,
     Reply,
     Settings,
     build_application,
     quiet_http_logs,
 )
+from bot.core.rasa_client import RasaUnavailable
+from bot.core.senders import TOKEN_HEADER, may_use
 from bot.plugins.rest import LanguageCollectingChannel
 
 logger = logging.getLogger(__name__)
@@ -108,6 +119,14 @@ async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | No
         if len(body) > limit:
             return None
     return bytes(body)
+
+
+PREFIX = WEBHOOK_PATH.rsplit("/", 1)[0]  # where Rasa mounts the channel: /webhooks/telegram
+
+
+def owned(request: Request, sender: str) -> bool:
+    """Whether the request comes from the Telegram channel's own process, about one of its chats."""
+    return sender.startswith("telegram-") and may_use(sender, request.headers.get(TOKEN_HEADER))
 
 
 class TelegramWebhook(InputChannel):
@@ -182,6 +201,31 @@ class TelegramWebhook(InputChannel):
             app.bot.insert_callback_data(update)  # button payloads, as the polling updater does
             # errors go to the handlers' error handler; one chat's updates in order
             await app.update_processor.process_update(update, app.process_update(update))
+            return response.json({"status": "ok"})
+
+        @webhook.route(CONVERSATIONS_PATH.removeprefix(PREFIX) + "/<sender>", methods=["GET"])
+        async def state(request: Request, sender: str) -> HTTPResponse:
+            """A Telegram conversation's slots and form, for the polling bridge (its token required)."""
+            if not owned(request, sender):
+                return response.json({"error": "unknown conversation"}, status=404)
+            conversation.agent = getattr(request.app.ctx, "agent", None)
+            return response.json(await conversation.state(sender))
+
+        @webhook.route(CONVERSATIONS_PATH.removeprefix(PREFIX) + "/<sender>/events", methods=["POST"])
+        async def events(request: Request, sender: str) -> HTTPResponse:
+            """Appends slot and active_loop events to a Telegram conversation (the bridge's token required)."""
+            if not owned(request, sender):
+                return response.json({"error": "unknown conversation"}, status=404)
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                body = None
+            if not isinstance(body, list) or not all(
+                isinstance(e, dict) and e.get("event") in CHANNEL_EVENTS for e in body
+            ):
+                return response.json({"error": f"expected a list of {' or '.join(CHANNEL_EVENTS)} events"}, status=400)
+            conversation.agent = getattr(request.app.ctx, "agent", None)
+            await conversation.update(sender, body)
             return response.json({"status": "ok"})
 
         @webhook.listener("after_server_stop")
