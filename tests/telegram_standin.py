@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 # Form fields python-telegram-bot sends JSON-encoded (everything else is a plain string).
 JSON_FIELDS = {"chat_id", "offset", "limit", "timeout", "reply_markup", "allowed_updates",
@@ -54,7 +54,8 @@ class _Handler(BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         kind = self.headers.get("Content-Type", "")
         if body and kind.startswith("application/json"):
-            params.update(json.loads(body))
+            data = json.loads(body)
+            params.update(data if isinstance(data, dict) else {"events": data})
         elif body:
             for key, value in parse_qsl(body.decode(), keep_blank_values=True):
                 params[key] = json.loads(value) if key in JSON_FIELDS else value
@@ -323,22 +324,60 @@ class BotApiStandIn(_HttpStandIn):
 
 
 class RasaStandIn(_HttpStandIn):
-    """Rasa's REST channel: ``reply(body)`` gives the replies; ``delay`` makes it slow."""
+    """Rasa with its REST channel and the Telegram channel's conversation endpoints.
+
+    ``reply(body)`` gives the replies; ``delay`` makes it slow. Each conversation has a
+    state as Rasa's tracker gives it (``slots``, ``active_loop``). Like the actions, the
+    stand-in sets the ``language`` slot to the language of the last reply that carried
+    one; a test's ``reply`` can change the rest (``rasa.tracker(sender)["active_loop"] =
+    {"name": "visit_form"}``). As on Rasa, ``telegram-`` conversations need the channel's
+    token (``X-Channel-Token: TOKEN``): ``POST /webhooks/rest/webhook`` refuses them
+    without it (403), and ``GET /webhooks/telegram/conversations/<sender>`` and ``POST
+    .../<sender>/events`` (slot and active_loop events) answer 404.
+    """
+
+    TOKEN = "telegram-channel-token-stand-in"
 
     def __init__(self, reply: Callable[[dict[str, Any]], list[dict[str, Any]]] | None = None) -> None:
         super().__init__()
         self.reply = reply or (lambda body: [{"text": f"Answer to {body['message']}"}])
         self.delay = 0.0
         self.requests: list[dict[str, Any]] = []
+        self.trackers: dict[str, dict[str, Any]] = {}
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def tracker(self, sender: str) -> dict[str, Any]:
+        return self.trackers.setdefault(sender, {"sender_id": sender, "slots": {"language": None}, "active_loop": {}})
+
     def handle(self, path: str, params: dict[str, Any], headers: dict[str, str]) -> tuple[int, Any]:
+        token = {k.lower(): v for k, v in headers.items()}.get("x-channel-token")
+        conversation = re.fullmatch(r"/webhooks/telegram/conversations/(?P<sender>[^/]+)(?P<events>/events)?",
+                                    urlsplit(path).path)  # fmt: skip
+        if conversation:
+            sender = unquote(conversation["sender"])
+            if token != self.TOKEN or not sender.startswith("telegram-"):
+                return 404, {"error": "unknown conversation"}
+            state = self.tracker(sender)
+            for event in params.get("events", []) if conversation["events"] else []:
+                if event["event"] == "slot":
+                    state["slots"][event["name"]] = event["value"]
+                elif event["event"] == "active_loop":
+                    state["active_loop"] = {"name": event["name"]} if event["name"] else {}
+                else:
+                    return 400, {"error": "expected slot or active_loop events"}
+            return 200, state
         if urlsplit(path).path != "/webhooks/rest/webhook":
             return 404, {"error": "not found"}
+        if str(params.get("sender", "")).startswith("telegram-") and token != self.TOKEN:
+            return 403, {"error": "this conversation belongs to another channel"}
         self.requests.append(params)
         if self.delay:
             time.sleep(self.delay)
-        return 200, self.reply(params)
+        replies = self.reply(params)
+        for reply in replies:
+            if reply.get("language"):
+                self.tracker(params["sender"])["slots"]["language"] = reply["language"]
+        return 200, replies

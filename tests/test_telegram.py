@@ -21,28 +21,21 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any, TypeVar
 
 import httpx
 import pytest
+from rasa.core.tracker_store import InMemoryTrackerStore
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import SlotSet
+from rasa.shared.core.trackers import DialogueStateTracker
 from sanic import Sanic
-from telegram import User
 
 from actions.answers import language_buttons
-from bot.channels.telegram.bridge import (
-    SECRET_HEADER,
-    Payloads,
-    RestRasa,
-    Settings,
-    delete_webhook,
-    keyboard,
-    poll,
-    rasa_text,
-    set_webhook,
-    split,
-    utf16_length,
-)
-from bot.channels.telegram.webhook import TelegramWebhook
+from bot.channels.telegram.bridge import RestRasa, delete_webhook, poll, set_webhook
+from bot.channels.telegram.handlers import SECRET_HEADER, Settings, keyboard, split, utf16_length
+from bot.channels.telegram.webhook import MAX_BODY_BYTES, TelegramWebhook
 from bot.cli import main as cli
 from bot.core.languages import detect
 from bot.core.paths import ROOT, VAR
@@ -83,10 +76,6 @@ async def replies(api: BotApiStandIn, chat_id: int, count: int) -> list[dict[str
                         f"{count} message(s) to chat {chat_id}"))[:count]  # fmt: skip
 
 
-def me() -> User:
-    return User(BotApiStandIn.BOT["id"], "NJUPT assistant", True, username=BotApiStandIn.BOT["username"])
-
-
 # --- what needs no server ------------------------------------------------------------
 
 
@@ -106,30 +95,15 @@ def test_a_paragraph_longer_than_a_message_is_cut_at_sentences_and_emoji_count_t
     assert [utf16_length(p) for p in emoji] == [4096, 1904]
 
 
-def test_rasa_buttons_become_an_inline_keyboard_and_long_payloads_a_key():
-    payloads = Payloads()
-    markup = keyboard(language_buttons(), payloads)
+def test_rasa_buttons_become_an_inline_keyboard():
+    markup = keyboard(language_buttons())
     rows = markup.inline_keyboard
     assert [len(row) for row in rows] == [3, 2]
     assert [b.callback_data for row in rows for b in row] == [LANGUAGE_PAYLOAD % c for c in
                                                               ("en", "zh-Hans", "zh-Hant", "ru", "fr")]  # fmt: skip
-    long_payload = '/ask_visit{"note":"' + "x" * 100 + '"}'
-    (row,) = keyboard([{"title": "A longer title than twelve", "payload": long_payload}], payloads).inline_keyboard
-    assert len(row[0].callback_data.encode()) <= 64 and payloads.payload(row[0].callback_data) == long_payload
-    assert keyboard([{"title": "", "payload": "/x"}, "junk"], payloads) is None
-
-
-@pytest.mark.parametrize(
-    "typed, sent",
-    [("/start", ("/greet", "start")), ("/help", ("/bot_capabilities", "help")), ("/lang", ("/lang", "lang")),
-     ("/lang ru", ("/lang ru", "lang")), ("/lang@njupt_test_bot  fr ", ("/lang fr", "lang")),
-     ("/start@njupt_test_bot", ("/greet", "start")), ("/start@other_bot", None),
-     ("@njupt_test_bot Where is the office?", ("Where is the office?", None)),
-     ('/change_language{"language":"ru"}', ('/change_language{"language":"ru"}', None)),
-     ("Where is the office?", ("Where is the office?", None))],
-)  # fmt: skip
-def test_commands_and_mentions_become_rasa_messages(typed, sent):
-    assert rasa_text(typed, me()) == sent
+    (row,) = keyboard([{"title": "A longer title than twelve", "payload": "/x"}]).inline_keyboard
+    assert len(row) == 1  # long titles get a row each
+    assert keyboard([{"title": "", "payload": "/x"}, "junk"]) is None
 
 
 def test_settings_come_from_the_environment_and_hide_the_secrets():
@@ -167,7 +141,7 @@ def rasa():
 @pytest.fixture
 async def bridge(api: BotApiStandIn, rasa: RasaStandIn):
     """The polling bridge, running in the test's event loop until the test ends."""
-    ask = RestRasa(rasa.url, timeout=RASA_TIMEOUT)
+    ask = RestRasa(rasa.url, timeout=RASA_TIMEOUT, channel_token=RasaStandIn.TOKEN)
     stop = asyncio.Event()
     task = asyncio.create_task(poll(Settings(api.token, None, api.base_url), ask, stop, check_interval=0.2))
     await until(lambda: api.calls_of("getUpdates") or task.done(), "the bridge to poll")
@@ -198,6 +172,24 @@ async def test_start_help_and_lang_commands(api, rasa, bridge):
     texts = [m["text"] for m in await replies(api, 1101, 6)]
     assert [r["message"] for r in rasa.requests] == ["/greet", "/bot_capabilities", "/lang", "/lang ru", "/lang fr"]
     assert texts[:3] == [say("greet", "ru"), say("bot_capabilities", "ru"), say("telegram_commands", "ru")]
+
+
+async def test_commands_and_mentions_become_rasa_messages(api, rasa, bridge):
+    typed_and_sent = [
+        ("/start", "/greet"), ("/help", "/bot_capabilities"), ("/lang", "/lang"), ("/lang ru", "/lang ru"),
+        ("/lang@njupt_test_bot  fr ", "/lang fr"), ("/start@njupt_test_bot", "/greet"),
+        ("/start@other_bot", None),  # another bot's command: not answered
+        ("@njupt_test_bot Where is the office?", "Where is the office?"),
+        ('/change_language{"language":"ru"}', '/change_language{"language":"ru"}'),
+        ("Where is the office?", "Where is the office?"),
+    ]  # fmt: skip
+    for typed, _ in typed_and_sent:
+        api.send_text(1050, typed, language_code="en")
+    expected = [sent for _, sent in typed_and_sent if sent]
+    texts = [m["text"] for m in await replies(api, 1050, len(expected) + 1)]  # /help adds the command list
+    assert [r["message"] for r in rasa.requests] == expected
+    assert texts[-1] == "Answer to Where is the office?"
+    assert len(api.messages(1050)) == len(expected) + 1
 
 
 async def test_the_command_menu_is_set_in_every_language_at_start(api, bridge):
@@ -242,6 +234,30 @@ async def test_buttons_are_an_inline_keyboard_and_a_press_is_acknowledged_and_se
     assert switched["text"] == say("language_switched", "ru") and "reply_markup" not in switched
 
 
+async def test_a_button_payload_longer_than_64_bytes_comes_back_whole(api, rasa, bridge):
+    long_payload = '/request_visit{"note":"' + "x" * 100 + '"}'
+    rasa.reply = lambda body: (
+        [{"text": "Shall I file it?", "buttons": [{"title": "Yes", "payload": long_payload}]}]
+        if body["message"] == "visit" else [{"text": "Filed."}]
+    )  # fmt: skip
+    api.send_text(1211, "visit", language_code="en")
+    (offer,) = await replies(api, 1211, 1)
+    ((button,),) = offer["reply_markup"]["inline_keyboard"]
+    assert len(button["callback_data"].encode()) <= 64  # Telegram's limit
+    api.press(offer, "Yes", language_code="en")
+    assert (await replies(api, 1211, 2))[1]["text"] == "Filed."
+    assert rasa.requests[-1]["message"] == long_payload
+
+
+async def test_a_button_whose_payload_is_forgotten_sends_its_title(api, rasa, bridge):
+    """A keyboard sent before a restart: its payloads are gone, the title still says what was meant."""
+    old = {"message_id": 1, "date": 1, "from": api.BOT, "chat": api.chat(1212), "text": "Language?",
+           "reply_markup": {"inline_keyboard": [[{"text": "Русский", "callback_data": "f" * 64}]]}}  # fmt: skip
+    api.press(old, "Русский", language_code="en")
+    (reply,) = await replies(api, 1212, 1)
+    assert rasa.requests[-1]["message"] == "Русский" and reply["text"] == "Answer to Русский"
+
+
 async def test_a_6000_character_answer_arrives_in_parts_cut_between_paragraphs(api, rasa, bridge):
     paragraph = "Joint programmes with universities abroad. " * 3
     answer = "\n\n".join(f"{i:02d} {paragraph.strip()}" for i in range(50))
@@ -283,7 +299,7 @@ async def test_media_and_edited_messages_get_a_polite_reply_in_the_users_languag
 
 
 async def test_a_sticker_is_answered_in_the_language_the_chat_was_answered_in(api, rasa, bridge):
-    rasa.reply = lambda body: [{"text": say("language_switched", "fr")}]
+    rasa.reply = lambda body: [{"text": say("language_switched", "fr"), "language": "fr"}]
     api.send_text(1601, "/lang fr", language_code="en")
     await replies(api, 1601, 1)
     api.queue({"message": api.message(1601, language_code="en", **MEDIA["sticker"])})
@@ -303,6 +319,63 @@ async def test_in_groups_the_bot_answers_only_when_mentioned_or_replied_to(api, 
     await replies(api, -1701, 4)  # the answer to the reply, then /help's two messages
     assert [r["message"] for r in rasa.requests] == ["where is the office?", "and the postcode?", "/bot_capabilities"]
     assert all(r["sender"] == "telegram--1701" for r in rasa.requests)
+
+
+def starts_a_form(rasa: RasaStandIn, form: str, language: str, *questions: str):
+    """Rasa's replies when ``form`` starts: it is active, and it asks ``questions`` (text keys)."""
+
+    def reply(body: dict[str, Any]) -> list[dict[str, Any]]:
+        rasa.tracker(body["sender"])["active_loop"] = {"name": form}
+        return [{"text": say(key, language), "language": language} for key in questions]
+
+    return reply
+
+
+async def test_a_visit_request_started_in_a_group_continues_in_a_private_chat(api, rasa, bridge):
+    group = {"chat_type": "supergroup", "language_code": "ru"}
+    visit = starts_a_form(rasa, "visit_form", "ru", "form_visit_start", "form_ask_visitor_name")
+    rasa.reply = lambda body: visit(body) if body["message"] in ("хочу приехать", "/request_visit") else (
+        [{"text": f"Answer to {body['message']}", "language": "ru"}]
+    )  # fmt: skip
+    api.send_text(-3001, "@njupt_test_bot хочу приехать", user_id=31, **group)
+    (notice,) = await replies(api, -3001, 1)  # the form's questions are not asked in the group
+    assert notice["text"] == say("telegram_form_private", "ru")
+    ((button,),) = notice["reply_markup"]["inline_keyboard"]
+    assert button == {"text": say("telegram_button_private", "ru"), "url": "https://t.me/njupt_test_bot?start=visit"}
+    assert rasa.tracker("telegram--3001")["active_loop"] == {}  # the group's conversation has no form
+    # another member cannot fill in the first one's form: in the group there is none
+    api.send_text(-3001, "@njupt_test_bot Иван Петров", user_id=32, **group)
+    assert (await replies(api, -3001, 2))[1]["text"] == "Answer to Иван Петров"
+    # the member follows the link: Telegram sends "/start visit" in the private chat
+    api.send_text(31, "/start visit", language_code="ru")
+    private = await replies(api, 31, 2)
+    assert rasa.requests[-1] == {"sender": "telegram-31", "message": "/request_visit", "metadata": {"language": "ru"}}
+    assert [m["text"] for m in private] == [say("form_visit_start", "ru"), say("form_ask_visitor_name", "ru")]
+    assert rasa.tracker("telegram-31")["active_loop"] == {"name": "visit_form"}  # private chats keep their form
+
+
+async def test_a_question_passed_on_from_a_group_is_confirmed_in_the_private_chat(api, rasa, bridge):
+    question = "Peut-on faire un stage d’été à NJUPT ?"
+    rasa.tracker("telegram--3101")["slots"].update(language="fr", offer="question", last_question=question)
+    rasa.reply = starts_a_form(rasa, "question_form", "fr", "form_ask_office_email")
+    api.send_text(-3101, "@njupt_test_bot oui", chat_type="group", user_id=41, language_code="en")
+    (notice,) = await replies(api, -3101, 1)
+    assert notice["text"] == say("telegram_form_private", "fr")  # the conversation's language
+    assert notice["reply_markup"]["inline_keyboard"][0][0]["url"] == "https://t.me/njupt_test_bot?start=question"
+    assert rasa.tracker("telegram--3101")["slots"]["offer"] is None  # a later "oui" in the group starts nothing
+    # the member's private conversation is ready to pass the question on, in French
+    slots = rasa.tracker("telegram-41")["slots"]
+    assert (slots["language"], slots["offer"], slots["last_question"]) == ("fr", "question", question)
+    api.send_text(41, "/start question", language_code="en")
+    (ask_email,) = await replies(api, 41, 1)
+    assert rasa.requests[-1]["message"] == "/affirm" and ask_email["text"] == say("form_ask_office_email", "fr")
+
+
+async def test_a_deep_link_does_not_answer_a_form_already_running_in_the_private_chat(api, rasa, bridge):
+    rasa.tracker("telegram-42")["active_loop"] = {"name": "visit_form"}  # at its "is this right?" step
+    api.send_text(42, "/start question", language_code="en")
+    await replies(api, 42, 1)
+    assert rasa.requests[-1]["message"] == "/greet"  # not "/affirm", which would confirm the visit
 
 
 async def test_when_rasa_is_down_the_user_gets_an_apology_and_the_bridge_recovers(api, rasa, bridge):
@@ -378,8 +451,8 @@ def test_bot_telegram_set_webhook_and_delete_webhook(api, monkeypatch, capsys):
 class WebhookServer:
     """The Rasa input channel's blueprint in a Sanic server, with a stand-in of Rasa's on_new_message."""
 
-    def __init__(self, channel: TelegramWebhook, answer: Callable[[str], str]) -> None:
-        self.channel, self.answer, self.seen = channel, answer, []
+    def __init__(self, channel: TelegramWebhook, answer: Callable[[str], str], tracker_store: Any = None) -> None:
+        self.channel, self.answer, self.seen, self.tracker_store = channel, answer, [], tracker_store
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/webhooks/telegram/webhook"
 
@@ -391,6 +464,8 @@ class WebhookServer:
         Sanic.test_mode = True
         app = Sanic(f"telegram_webhook_{self.port}")
         app.blueprint(self.channel.blueprint(self.on_new_message), url_prefix="/webhooks/telegram")
+        if self.tracker_store is not None:
+            app.ctx.agent = SimpleNamespace(tracker_store=self.tracker_store)  # where Rasa keeps its agent
         self.server = await app.create_server(host="127.0.0.1", port=self.port, return_asyncio_server=True)
         await self.server.startup()
         return self
@@ -403,7 +478,10 @@ class WebhookServer:
 
 async def test_the_webhook_answers_only_requests_with_the_secret(api):
     channel = TelegramWebhook(Settings(api.token, SECRET, api.base_url))
-    async with WebhookServer(channel, lambda text: f"Answer to {text}") as server, httpx.AsyncClient() as client:
+    async with (
+        WebhookServer(channel, lambda text: f"Answer to {text}") as server,
+        httpx.AsyncClient(timeout=60) as client,
+    ):
         forged = {"update_id": 1, "message": api.message(2201, text="/start", language_code="ru")}
         for headers in ({}, {SECRET_HEADER: "wrong"}, {SECRET_HEADER: SECRET + "x"}, {SECRET_HEADER: ""}):
             assert (await client.post(server.url, json=forged, headers=headers)).status_code == 403
@@ -418,7 +496,7 @@ async def test_the_webhook_answers_only_requests_with_the_secret(api):
 
 async def test_the_webhook_refuses_everything_without_a_secret_or_token(api):
     update = {"update_id": 1, "message": api.message(2301, text="hi")}
-    async with httpx.AsyncClient() as client:
+    async with httpx.AsyncClient(timeout=60) as client:
         async with WebhookServer(TelegramWebhook(Settings(api.token, None, api.base_url)), str) as server:
             assert (await client.post(server.url, json=update, headers={SECRET_HEADER: ""})).status_code == 403
         async with WebhookServer(TelegramWebhook(Settings(None, SECRET, api.base_url)), str) as server:
@@ -431,13 +509,73 @@ async def test_the_webhook_shares_the_bridges_replies_buttons_and_apology(api):
         raise RuntimeError("the action server is down")
 
     channel = TelegramWebhook(Settings(api.token, SECRET, api.base_url))
-    async with WebhookServer(channel, answer) as server, httpx.AsyncClient() as client:
+    async with WebhookServer(channel, answer) as server, httpx.AsyncClient(timeout=60) as client:
         sticker = {"update_id": 1, "message": api.message(2401, language_code="fr", **MEDIA["sticker"])}
         question = {"update_id": 2, "message": api.message(2401, text="Où est le bureau ?", language_code="fr")}
         for update in (sticker, question):
             response = await client.post(server.url, json=update, headers={SECRET_HEADER: SECRET})
             assert response.status_code == 200
     assert api.texts(2401) == [say("telegram_unsupported", "fr"), say("unavailable", "fr")]
+
+
+async def test_the_webhook_answers_a_sticker_in_the_conversations_language(api):
+    """The conversation was switched to Traditional Chinese; the user's Telegram is in Russian."""
+    domain = Domain.load(ROOT / "domain.yml")
+    store = InMemoryTrackerStore(domain)
+    await store.save(DialogueStateTracker.from_events("telegram-2501", [SlotSet("language", "zh-Hant")], domain.slots))
+    channel = TelegramWebhook(Settings(api.token, SECRET, api.base_url))
+    async with WebhookServer(channel, str, store) as server, httpx.AsyncClient(timeout=60) as client:
+        for chat_id in (2501, 2502):  # 2502 has no conversation yet: the user's language
+            sticker = {"update_id": chat_id, "message": api.message(chat_id, language_code="ru", **MEDIA["sticker"])}
+            assert (await client.post(server.url, json=sticker, headers={SECRET_HEADER: SECRET})).status_code == 200
+    assert api.texts(2501) == [say("telegram_unsupported", "zh-Hant")]
+    assert api.texts(2502) == [say("telegram_unsupported", "ru")]
+    assert server.seen == []  # notices are no turn in the conversation
+
+
+async def test_the_webhook_checks_the_secret_first_and_refuses_a_body_over_1_mb(api):
+    channel = TelegramWebhook(Settings(api.token, SECRET, api.base_url))
+    padding = "x" * MAX_BODY_BYTES
+    huge = {"update_id": 1, "message": api.message(2601, text="hi", language_code="en"), "padding": padding}
+    async with (
+        WebhookServer(channel, lambda text: f"Answer to {text}") as server,
+        httpx.AsyncClient(timeout=60) as client,
+    ):
+        refused = await client.post(server.url, json=huge, headers={SECRET_HEADER: "wrong"})
+        assert refused.status_code == 403  # not 413: nothing about the body is told without the secret
+        too_big = await client.post(server.url, json=huge, headers={SECRET_HEADER: SECRET})
+        assert too_big.status_code == 413
+
+        async def chunks():  # no Content-Length: the limit holds while reading
+            for _ in range(3):
+                yield padding[: MAX_BODY_BYTES // 2].encode()
+
+        streamed = await client.post(server.url, content=chunks(), headers={SECRET_HEADER: SECRET})
+        assert streamed.status_code == 413
+        normal = {"update_id": 2, "message": api.message(2602, text="hi", language_code="en")}
+        assert (await client.post(server.url, json=normal, headers={SECRET_HEADER: SECRET})).status_code == 200
+    assert server.seen == [("telegram-2602", "hi", {"language": "en"}, "telegram")]
+    assert api.texts(2601) == [] and api.texts(2602) == ["Answer to hi"]
+
+
+async def test_the_conversation_endpoints_answer_only_the_telegram_channels_own_process(api, monkeypatch):
+    monkeypatch.setenv("TELEGRAM_CHANNEL_TOKEN", "channel-secret")
+    domain = Domain.load(ROOT / "domain.yml")
+    store = InMemoryTrackerStore(domain)
+    await store.save(DialogueStateTracker.from_events("telegram-2701", [SlotSet("language", "ru")], domain.slots))
+    channel = TelegramWebhook(Settings(None, None, api.base_url))  # polling: no webhook, the endpoints still serve
+    async with WebhookServer(channel, str, store) as server, httpx.AsyncClient(timeout=60) as client:
+        base = server.url.rsplit("/", 1)[0] + "/conversations"
+        signed = {"X-Channel-Token": "channel-secret"}
+        for sender, headers in (("telegram-2701", {}), ("telegram-2701", {"X-Channel-Token": "guess"}),
+                                ("alice", signed)):  # fmt: skip
+            assert (await client.get(f"{base}/{sender}", headers=headers)).status_code == 404
+        state = await client.get(f"{base}/telegram-2701", headers=signed)
+        assert state.status_code == 200, state.text
+        assert state.json()["slots"]["language"] == "ru"
+        injected = [{"event": "user", "text": "/request_visit"}]  # only slot and active_loop events
+        assert (await client.post(f"{base}/telegram-2701/events", json=injected, headers=signed)).status_code == 400
+    assert api.calls == []
 
 
 # --- end to end: the real bot, started as `make run` starts it -------------------------------
@@ -550,3 +688,32 @@ def test_e2e_forged_webhooks_get_403_and_no_reply_a_signed_one_an_answer(running
     (reply,) = api.messages(3202)  # sent before the webhook request returned
     assert reply["text"] == say("ask_address", "fr") and "210003" in reply["text"]
     assert api.messages(3201) == []  # nothing for the forged updates, then or since
+
+
+@pytest.mark.e2e
+@pytest.mark.model
+@pytest.mark.parametrize("way", ["polling", "webhook"])
+def test_e2e_a_visit_request_in_a_group_continues_in_a_private_chat(running_bot, way):
+    """Through the real Rasa: the form leaves the group's conversation and starts in the member's own."""
+    api = running_bot.api
+    group_id, member, other = (-3301, 33, 34) if way == "polling" else (-3401, 35, 36)
+
+    def write(chat_id: int, text: str, user_id: int, chat_type: str = "supergroup") -> None:
+        message = api.message(chat_id, text=text, chat_type=chat_type, user_id=user_id, language_code="fr")
+        if way == "polling":
+            api.queue({"message": message})
+        else:
+            update = {"update_id": 950 + user_id + len(api.sent), "message": message}
+            url = f"{running_bot.rasa_url}/webhooks/telegram/webhook"
+            assert httpx.post(url, json=update, headers={SECRET_HEADER: SECRET}, timeout=120).status_code == 200
+
+    write(group_id, "/request_visit@njupt_test_bot", member)
+    (notice,) = api.wait_for_messages(group_id, 1)
+    assert notice["text"] == say("telegram_form_private", "fr")
+    assert notice["reply_markup"]["inline_keyboard"][0][0]["url"] == "https://t.me/njupt_test_bot?start=visit"
+    write(group_id, "@njupt_test_bot Marie Curie", other)  # would be the form's answer if the form ran here
+    group = [m["text"] for m in api.wait_for_messages(group_id, 2)]
+    assert not any(say("form_ask_institution", "fr") in text for text in group)
+    write(member, "/start visit", member, chat_type="private")
+    private = [m["text"] for m in api.wait_for_messages(member, 2)]
+    assert say("form_ask_visitor_name", "fr") in private

@@ -1,1 +1,2 @@
-"""Telegram: the long-polling bridge (`python -m bot.channels.telegram`) and the webhook channel."""
+"""Telegram: the handlers (``handlers``), shared by the long-polling bridge
+(``bridge``, ``python -m bot.channels.telegram``) and the webhook channel (``webhook``)."""

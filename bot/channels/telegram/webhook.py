@@ -7,64 +7,126 @@ there once the webhook is registered behind HTTPS::
     export TELEGRAM_BOT_TOKEN=... TELEGRAM_WEBHOOK_SECRET=...
     .venv/bin/bot telegram set-webhook https://bot.example.org/webhooks/telegram/webhook
 
-Each update is parsed with python-telegram-bot and handled by the same
-``bot.telegram.Bridge`` as long polling, except that Rasa is asked directly
-(``on_new_message``) instead of over HTTP. A request whose
+Each update is parsed with python-telegram-bot and answered by the same handlers
+as long polling (``bot.channels.telegram.handlers``), except that Rasa is asked
+directly (``on_new_message``) instead of over HTTP, and the conversation's
+state is read and updated in Rasa's own tracker store.
+
+The request is checked before its body is read: a request whose
 ``X-Telegram-Bot-Api-Secret-Token`` header is not ``TELEGRAM_WEBHOOK_SECRET`` gets
-a 403 and is not looked at; so does every request while no secret is set. Rasa
-starts without any Telegram variable: the channel then refuses (403) or, with a
-secret but no token, answers 503.
+a 403 (so does every request while no secret is set), and a body over
+``MAX_BODY_BYTES`` a 413. Rasa starts without any Telegram variable: the channel
+then refuses (403) or, with a secret but no token, answers 503.
+
+The channel also serves the polling bridge, which reaches Rasa over HTTP: it
+reads a Telegram conversation's state (``GET /webhooks/telegram/conversations/<sender>``)
+and moves a form out of a group (``POST .../<sender>/events``, slot and
+active_loop events only). Both need the channel's token (``X-Channel-Token``,
+``TELEGRAM_CHANNEL_TOKEN``; see ``bot.core.senders``) and are not for the public:
+only ``/webhooks/telegram/webhook`` is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import json
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from rasa.core.channels.channel import CollectingOutputChannel, InputChannel, UserMessage
+from rasa.core.agent import Agent
+from rasa.core.channels.channel import InputChannel, UserMessage
+from rasa.server import update_conversation_with_events
+from rasa.shared.core.events import Event
+from rasa.shared.core.trackers import EventVerbosity
 from sanic import Blueprint, Sanic, response
-from sanic.exceptions import InvalidUsage
 from sanic.request import Request
 from sanic.response import HTTPResponse
 from telegram import Update
 from telegram.error import TelegramError
 from telegram.ext import Application
 
-from bot.channels.telegram.bridge import (
+from bot.channels.telegram.handlers import (
+    CHANNEL_EVENTS,
+    CONVERSATIONS_PATH,
     RASA_TIMEOUT,
     SECRET_HEADER,
-    Bridge,
-    RasaUnavailable,
+    WEBHOOK_PATH,
     Reply,
     Settings,
     build_application,
     quiet_http_logs,
 )
+from bot.core.rasa_client import RasaUnavailable
+from bot.core.senders import TOKEN_HEADER, may_use
+from bot.plugins.rest import LanguageCollectingChannel
 
 logger = logging.getLogger(__name__)
 
+# Telegram's updates are a few kilobytes; anything larger is not from Telegram.
+MAX_BODY_BYTES = 1024 * 1024
+
 
 class InProcessRasa:
-    """Asks the Rasa server this channel runs in, as the REST channel would."""
+    """A conversation with the Rasa server this channel runs in, asked as the REST channel would."""
 
     def __init__(self, on_new_message: Callable[[UserMessage], Awaitable[Any]], channel: str,
                  timeout: float = RASA_TIMEOUT) -> None:  # fmt: skip
         self.on_new_message, self.channel, self.timeout = on_new_message, channel, timeout
+        self.agent: Agent | None = None  # the server's, known from the first request
 
-    async def __call__(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
-        collector = CollectingOutputChannel()
+    async def ask(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
+        collector = LanguageCollectingChannel()
         message = UserMessage(text, collector, sender, input_channel=self.channel, metadata=metadata)
         try:
             await asyncio.wait_for(self.on_new_message(message), self.timeout)
         except asyncio.TimeoutError as error:
             raise RasaUnavailable("timed out") from error
         except Exception as error:  # anything Rasa raises: the user gets the apology
-            logger.exception("Rasa could not handle a Telegram message from %s", sender)
+            logger.exception("Rasa could not handle a Telegram message")
             raise RasaUnavailable(type(error).__name__) from error
         return collector.messages
+
+    async def state(self, sender: str) -> dict[str, Any]:
+        if self.agent is None:
+            return {}
+        try:
+            tracker = await self.agent.tracker_store.retrieve(sender)
+        except Exception as error:  # a database error: the notice follows the user's hint
+            logger.warning("the tracker store did not answer: %s", type(error).__name__)
+            return {}
+        return tracker.current_state(EventVerbosity.NONE) if tracker is not None else {}
+
+    async def update(self, sender: str, events: list[dict[str, Any]]) -> None:
+        """As Rasa's ``POST /conversations/<id>/tracker/events`` does."""
+        if self.agent is None:
+            return
+        parsed = [event for event in map(Event.from_parameters, events) if event]
+        async with self.agent.lock_store.lock(sender):
+            tracker = await update_conversation_with_events(sender, self.agent.processor, self.agent.domain, parsed)
+            await self.agent.tracker_store.save(tracker)
+
+
+async def read_body(request: Request, limit: int = MAX_BODY_BYTES) -> bytes | None:
+    """The streamed request body, or None as soon as it is over ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        return None
+    body = bytearray()
+    while (chunk := await request.stream.read()) is not None:
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
+
+
+PREFIX = WEBHOOK_PATH.rsplit("/", 1)[0]  # where Rasa mounts the channel: /webhooks/telegram
+
+
+def owned(request: Request, sender: str) -> bool:
+    """Whether the request comes from the Telegram channel's own process, about one of its chats."""
+    return sender.startswith("telegram-") and may_use(sender, request.headers.get(TOKEN_HEADER))
 
 
 class TelegramWebhook(InputChannel):
@@ -94,7 +156,7 @@ class TelegramWebhook(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint(f"custom_webhook_{type(self).__name__}", __name__)
-        bridge = Bridge(InProcessRasa(on_new_message, self.name(), self.timeout))
+        conversation = InProcessRasa(on_new_message, self.name(), self.timeout)
         started: list[Application] = []
         lock = asyncio.Lock()
 
@@ -102,7 +164,7 @@ class TelegramWebhook(InputChannel):
             """Built and initialized (getMe) on the first update."""
             async with lock:
                 if not started:
-                    app = build_application(self.settings, bridge, polling=False)
+                    app = build_application(self.settings, conversation, polling=False)
                     await app.initialize()
                     started.append(app)
             return started[0]
@@ -111,17 +173,20 @@ class TelegramWebhook(InputChannel):
         async def health(request: Request) -> HTTPResponse:
             return response.json({"status": "ok"})
 
-        @webhook.route("/webhook", methods=["POST"])
+        @webhook.route("/webhook", methods=["POST"], stream=True)
         async def receive(request: Request) -> HTTPResponse:
             if not self.authorised(request.headers.get(SECRET_HEADER)):
                 return response.json({"error": "forbidden"}, status=403)
+            body = await read_body(request)
+            if body is None:
+                return response.json({"error": f"the body is over {MAX_BODY_BYTES} bytes"}, status=413)
             if not self.settings.token:
                 return response.json({"error": "TELEGRAM_BOT_TOKEN is not set"}, status=503)
             try:
-                body = request.json
-            except InvalidUsage:
-                body = None
-            if not isinstance(body, dict):
+                data = json.loads(body)
+            except ValueError:
+                data = None
+            if not isinstance(data, dict):
                 return response.json({"error": "expected a Telegram update (a JSON object)"}, status=400)
             try:
                 app = await application()
@@ -129,10 +194,38 @@ class TelegramWebhook(InputChannel):
                 logger.warning("Telegram webhook: cannot reach the Bot API: %s", type(error).__name__)
                 return response.json({"error": "the Bot API is unreachable"}, status=503)
             try:
-                update = Update.de_json(body, app.bot)
+                update = Update.de_json(data, app.bot)
             except (KeyError, TypeError, ValueError):
                 return response.json({"error": "not a Telegram update"}, status=400)
-            await app.process_update(update)  # errors go to the bridge's error handler
+            conversation.agent = getattr(request.app.ctx, "agent", None)
+            app.bot.insert_callback_data(update)  # button payloads, as the polling updater does
+            # errors go to the handlers' error handler; one chat's updates in order
+            await app.update_processor.process_update(update, app.process_update(update))
+            return response.json({"status": "ok"})
+
+        @webhook.route(CONVERSATIONS_PATH.removeprefix(PREFIX) + "/<sender>", methods=["GET"])
+        async def state(request: Request, sender: str) -> HTTPResponse:
+            """A Telegram conversation's slots and form, for the polling bridge (its token required)."""
+            if not owned(request, sender):
+                return response.json({"error": "unknown conversation"}, status=404)
+            conversation.agent = getattr(request.app.ctx, "agent", None)
+            return response.json(await conversation.state(sender))
+
+        @webhook.route(CONVERSATIONS_PATH.removeprefix(PREFIX) + "/<sender>/events", methods=["POST"])
+        async def events(request: Request, sender: str) -> HTTPResponse:
+            """Appends slot and active_loop events to a Telegram conversation (the bridge's token required)."""
+            if not owned(request, sender):
+                return response.json({"error": "unknown conversation"}, status=404)
+            try:
+                body = json.loads(request.body)
+            except ValueError:
+                body = None
+            if not isinstance(body, list) or not all(
+                isinstance(e, dict) and e.get("event") in CHANNEL_EVENTS for e in body
+            ):
+                return response.json({"error": f"expected a list of {' or '.join(CHANNEL_EVENTS)} events"}, status=400)
+            conversation.agent = getattr(request.app.ctx, "agent", None)
+            await conversation.update(sender, body)
             return response.json({"status": "ok"})
 
         @webhook.listener("after_server_stop")
