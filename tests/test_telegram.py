@@ -177,7 +177,7 @@ async def test_start_help_and_lang_commands(api, rasa, bridge):
 async def test_commands_and_mentions_become_rasa_messages(api, rasa, bridge):
     typed_and_sent = [
         ("/start", "/greet"), ("/help", "/bot_capabilities"), ("/lang", "/lang"), ("/lang ru", "/lang ru"),
-        ("/lang@njupt_test_bot  fr ", "/lang fr"), ("/start@njupt_test_bot", "/greet"),
+        ("/lang@njupt_test_bot  fr ", "/lang fr"), ("/start@njupt_test_bot", "/greet"), ("/forget", "/forget_me"),
         ("/start@other_bot", None),  # another bot's command: not answered
         ("@njupt_test_bot Where is the office?", "Where is the office?"),
         ('/change_language{"language":"ru"}', '/change_language{"language":"ru"}'),
@@ -192,12 +192,19 @@ async def test_commands_and_mentions_become_rasa_messages(api, rasa, bridge):
     assert len(api.messages(1050)) == len(expected) + 1
 
 
+async def test_forget_in_a_group_points_to_a_private_chat_and_erases_nothing(api, rasa, bridge):
+    api.send_text(-3301, "/forget@njupt_test_bot", chat_type="supergroup", user_id=5, language_code="ru")
+    (reply,) = await replies(api, -3301, 1)
+    assert reply["text"] == say("telegram_forget_private", "ru")
+    assert "/forget_me" not in [r["message"] for r in rasa.requests]
+
+
 async def test_the_command_menu_is_set_in_every_language_at_start(api, bridge):
     menus = {call.get("language_code"): call["commands"] for call in api.calls_of("setMyCommands")}
     assert set(menus) == {None, "zh", "ru", "fr"}  # None: the default, in English
     for code, language in ((None, "en"), ("zh", "zh-Hans"), ("ru", "ru"), ("fr", "fr")):
         assert menus[code] == [{"command": name, "description": say(f"telegram_command_{name}", language)}
-                               for name in ("start", "help", "lang")]  # fmt: skip
+                               for name in ("start", "help", "lang", "forget")]  # fmt: skip
         assert all(detect(c["description"]).language == language for c in menus[code])
 
 

@@ -76,8 +76,8 @@ CHANNEL_EVENTS = ("slot", "active_loop")
 ALLOWED_UPDATES = [Update.MESSAGE, Update.EDITED_MESSAGE, Update.CALLBACK_QUERY]
 MAX_MESSAGE_LENGTH = int(MessageLimit.MAX_TEXT_LENGTH)  # 4096, counted in UTF-16 code units
 # Telegram commands and what is sent to Rasa for them; /lang goes as typed.
-COMMANDS = {"start": "/greet", "help": "/bot_capabilities", "lang": "/lang"}
-MENU = ("start", "help", "lang")  # the command menu; descriptions are texts telegram_command_<name>
+COMMANDS = {"start": "/greet", "help": "/bot_capabilities", "lang": "/lang", "forget": "/forget_me"}
+MENU = ("start", "help", "lang", "forget")  # the command menu; descriptions are texts telegram_command_<name>
 # Where a form that a member starts in a group continues: a private chat opened by a deep link
 # (t.me/<bot>?start=<key>), whose /start <key> sends Rasa the message that starts the form again.
 PRIVATE_FORMS = {"visit_form": ("visit", "/request_visit"), "question_form": ("question", "/affirm")}
@@ -308,6 +308,7 @@ class Handlers:
             CommandHandler("start", self.start, filters=new),
             CommandHandler("help", self.help, filters=new),
             CommandHandler("lang", self.lang, filters=new),
+            CommandHandler("forget", self.forget, filters=new),
             CallbackQueryHandler(self.button),
             MessageHandler(filters.TEXT & new, self.text),
             MessageHandler(filters.ATTACHMENT & new, self.unsupported),
@@ -337,6 +338,14 @@ class Handlers:
     async def lang(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """``/lang``: the language buttons; ``/lang xx``: switch to xx."""
         await self.ask(update, context, " ".join([COMMANDS["lang"], *(context.args or [])]))
+
+    async def forget(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """``/forget``: erase the user's data (the bot asks to confirm). Only in a private chat:
+        a group's conversation belongs to all its members, so there the bot says where to ask."""
+        if update.effective_chat.type == ChatType.PRIVATE:
+            await self.ask(update, context, COMMANDS["forget"])
+        else:
+            await self.notice(update, context, "telegram_forget_private")
 
     async def button(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """A pressed inline button: its spinner stopped, its payload sent."""

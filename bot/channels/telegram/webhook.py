@@ -60,7 +60,7 @@ from bot.channels.telegram.handlers import (
 )
 from bot.core.rasa_client import RasaUnavailable
 from bot.core.senders import TOKEN_HEADER, may_use
-from bot.plugins.rest import LanguageCollectingChannel
+from bot.plugins.rest import LanguageCollectingChannel, erase_conversation
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +86,8 @@ class InProcessRasa:
         except Exception as error:  # anything Rasa raises: the user gets the apology
             logger.exception("Rasa could not handle a Telegram message")
             raise RasaUnavailable(type(error).__name__) from error
+        if collector.erase and self.agent is not None:  # "forget me": Rasa has stored the turn
+            await erase_conversation(self.agent.tracker_store, sender)
         return collector.messages
 
     async def state(self, sender: str) -> dict[str, Any]:
