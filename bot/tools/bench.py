@@ -192,7 +192,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
                            lambda sender, text: {"sender": sender, "message": text})  # fmt: skip
             web = Channel("web chat /api/message", f"http://127.0.0.1:{port + 100}/api/message",
                           lambda sender, text: {"sender": f"web-bench{sender:0>16}", "message": text})  # fmt: skip
-            api.ask(1, "hello")  # the bridge polls: it is ready when it answers
+            api.ask(1, "hello", timeout=300)  # the bridge polls: ready when it answers
             asyncio.run(sequential(rest, ["hello"], lambda i: "warm-up"))
 
             texts = questions(max(PARSES, NEW_CONVERSATIONS))
