@@ -6,7 +6,8 @@ Arguments on a command line are visible to every local user (``ps``), and a
 token starting with ``-`` would be read as an option. Here the token is read
 from ``RASA_AUTH_TOKEN`` and handed to Rasa's own argument parser inside the
 process (``--auth-token=…``, one argument), which also turns on Rasa's HTTP
-API; without the variable the API stays off.
+API; without the variable the API stays off. ``bot.plugins.speedups`` is
+installed before Rasa starts.
 """
 
 from __future__ import annotations
@@ -23,6 +24,9 @@ def main() -> None:
     sys.argv = ["rasa", *arguments]
     from rasa.__main__ import main as rasa_main
 
+    from bot.plugins import speedups
+
+    speedups.install()
     rasa_main()
 
 

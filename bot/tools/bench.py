@@ -1,39 +1,51 @@
-"""Benchmark: the five-language model against an English-and-Chinese model, in one run.
+"""Benchmark of the running bot, in one run on this machine: `make bench` -> reports/bench.md.
 
-    python -m bot.tools.bench [--messages 200]      (or `make bench`)
+    python -m bot.tools.bench [--users 50] [--seconds 30] [--long 400] [--model models/njupt.tar.gz]
 
-For each model: training time, cold start (servers spawned to the first REST
-answer), p50/p95 reply latency over N sequential REST messages, and the
-resident memory of the Rasa server and of the action server after the run.
-Writes ``reports/bench.md`` and ``reports/bench.json`` with the machine it ran on.
+Starts the whole stack (action server, Rasa, the web chat's server, the Telegram bridge against a
+local stand-in of the Bot API; a fresh SQLite tracker store; no rate limits) and measures:
+
+* ``/model/parse`` p50: the NLU alone, the floor of any reply;
+* one user, each message in a new conversation: p50 / p95, through the REST webhook, the web
+  chat's ``/api/message`` and the Telegram bridge;
+* one conversation of ``--long`` messages over REST: median of the first 20 and of the last 20;
+* ``--users`` users at once, each in its own conversation and sending its next message as soon
+  as it has the answer, for ``--seconds``: throughput, p95 and failed requests, per channel;
+* the resident memory of the Rasa server and of the action server at the end.
+
+Writes ``reports/bench.md`` (with the targets of issue 12) and ``reports/bench.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import concurrent.futures
 import json
 import os
 import platform
 import random
-import shutil
+import secrets
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
-from bot.cli.servers import Servers
-from bot.core.paths import NLU_DIR, ROOT
+from bot.cli.servers import Servers, port_in_use
+from bot.core.paths import MODEL, ROOT
 from bot.core.validation import read_examples
 from bot.tools.datacheck import HOLDOUT_DIR
+from bot.tools.telegram_api import BotApi
 
 REPORTS = ROOT / "reports"
-# The benchmark is one address sending as fast as it can: the rate limits would measure themselves.
+# The benchmark sends as fast as it can from one address: the rate limits would measure themselves.
 NO_LIMITS = {"RATE_LIMIT_PER_IP": "0", "RATE_LIMIT_PER_SENDER": "0", "MAX_IN_FLIGHT": "0"}
-VARIANTS = {"two languages (en, zh-Hans)": ["en", "zh-Hans"], "five languages": None}
+NEW_CONVERSATIONS = 60
+PARSES = 60
 
 
 def machine() -> str:
@@ -51,100 +63,237 @@ def machine() -> str:
 
 
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    """Resident memory of ``pid`` and its children, in MB."""
+    total = 0.0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                total += int(line.split()[1]) / 1024
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            for child in (task / "children").read_text().split():
+                total += rss_mb(int(child))
+    except OSError:
+        pass
+    return total
 
 
-def train(languages: list[str] | None, workdir: Path, name: str) -> tuple[Path, float]:
-    data = workdir / name
-    (data / "nlu").mkdir(parents=True)
-    for path in NLU_DIR.glob("*.yml"):
-        if languages is None or path.stem in languages:
-            shutil.copy(path, data / "nlu" / path.name)
-    started = time.monotonic()
-    subprocess.run(
-        [sys.executable, "-m", "rasa", "train", "--config", "config.yml", "--domain", "domain.yml",
-         "--data", str(data / "nlu"), "data/rules", "--out", str(workdir), "--fixed-model-name", name],
-        cwd=ROOT, check=True, capture_output=True,
-        # a cache of its own: Rasa must not reuse components trained by `make train`
-        env={**os.environ, "RASA_TELEMETRY_ENABLED": "false", "TF_CPP_MIN_LOG_LEVEL": "2",
-             "RASA_CACHE_DIRECTORY": str(workdir / f"cache-{name}")},
-    )  # fmt: skip
-    return workdir / f"{name}.tar.gz", time.monotonic() - started
-
-
-def questions(languages: list[str] | None, count: int) -> list[str]:
-    pool = []
-    for path in sorted(HOLDOUT_DIR.glob("*.yml")):
-        if languages is None or path.stem in languages:
-            pool += [text for examples in read_examples(path).values() for text in examples]
-    # A fixed mix of languages and intents, the same in every run: a seeded shuffle
-    # (hash(str) is randomised per process, so it would give another mix each time).
-    random.Random(20261202).shuffle(pool)
+def questions(count: int, seed: int = 20261202) -> list[str]:
+    """Held-out questions of every language, in a fixed shuffled order (the same in every run)."""
+    paths = sorted(HOLDOUT_DIR.glob("*.yml"))
+    pool = [text for path in paths for texts in read_examples(path).values() for text in texts]
+    random.Random(seed).shuffle(pool)
     return (pool * (count // len(pool) + 1))[:count]
 
 
-def ask(url: str, sender: str, text: str) -> float:
+def free_port() -> int:
+    port = random.randint(20000, 40000)
+    while any(port_in_use("127.0.0.1", p) for p in (port, port + 50, port + 100)):
+        port = random.randint(20000, 40000)
+    return port
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[int(share * (len(ordered) - 1))] if ordered else float("nan")
+
+
+def summary(latencies: list[float]) -> dict[str, float]:
+    return {"p50_ms": statistics.median(latencies) * 1000, "p95_ms": percentile(latencies, 0.95) * 1000}
+
+
+class Channel:
+    """One way in: ``send(client, sender number, text)`` posts one message and checks the answer."""
+
+    def __init__(self, name: str, url: str, body: Callable[[str, str], dict]) -> None:
+        self.name, self.url, self.body = name, url, body
+
+    async def send(self, client: httpx.AsyncClient, sender: str, text: str) -> float:
+        started = time.monotonic()
+        answer = await client.post(self.url, json=self.body(sender, text))
+        answer.raise_for_status()
+        if not answer.json():
+            raise ValueError("no reply")
+        return time.monotonic() - started
+
+
+async def sequential(channel: Channel, texts: list[str], sender: Callable[[int], str]) -> list[float]:
+    async with httpx.AsyncClient(timeout=120) as client:
+        return [await channel.send(client, sender(i), text) for i, text in enumerate(texts)]
+
+
+async def at_once(channel: Channel, users: int, seconds: float, tag: str) -> dict[str, float]:
+    latencies: list[float] = []
+    failures = 0
+    texts = questions(500)
+    limits = httpx.Limits(max_connections=users + 10, max_keepalive_connections=users + 10)
+    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+        started = time.monotonic()
+        deadline = started + seconds
+
+        async def user(number: int) -> None:
+            nonlocal failures
+            turn = 0
+            while time.monotonic() < deadline:
+                try:
+                    latencies.append(await channel.send(client, f"{tag}{number:04d}", texts[(number * 7 + turn) % 500]))
+                except (httpx.HTTPError, ValueError):
+                    failures += 1
+                turn += 1
+
+        await asyncio.gather(*(user(n) for n in range(users)))
+        elapsed = time.monotonic() - started
+    return {"throughput": len(latencies) / elapsed, **summary(latencies), "failures": failures}
+
+
+def telegram_sequential(api: BotApi, texts: list[str], first_chat: int) -> list[float]:
+    latencies = []
+    for i, text in enumerate(texts):
+        latencies.append(api.ask(first_chat + i, text))
+        api.settle(first_chat + i, quiet=0.15)
+    return latencies
+
+
+def telegram_concurrent(api: BotApi, users: int, seconds: float, first_chat: int) -> dict[str, float]:
+    texts = questions(500)
+    latencies: list[float] = []
+    failures = 0
+    deadline = time.monotonic() + seconds
+
+    def user(number: int) -> None:
+        nonlocal failures
+        turn = 0
+        while time.monotonic() < deadline:
+            try:
+                latencies.append(api.ask(first_chat + number, texts[(number * 7 + turn) % 500], timeout=30))
+            except TimeoutError:
+                failures += 1
+            turn += 1
+
     started = time.monotonic()
-    httpx.post(url, json={"sender": sender, "message": text}, timeout=60).raise_for_status()
-    return time.monotonic() - started
+    with concurrent.futures.ThreadPoolExecutor(users) as pool:
+        list(pool.map(user, range(users)))
+    elapsed = time.monotonic() - started
+    return {"throughput": len(latencies) / elapsed, **summary(latencies), "failures": failures}
 
 
-def measure(model: Path, texts: list[str], workdir: Path) -> dict[str, float]:
-    servers = Servers(model=model, rasa_port=15105, action_port=15155, log_dir=workdir / "logs",
-                      env={"DATABASE_URL": f"sqlite:///{workdir / (model.stem + '.db')}", **NO_LIMITS})  # fmt: skip
-    started = time.monotonic()
-    with servers:
-        url = f"{servers.rasa_url}/webhooks/rest/webhook"
-        ask(url, "cold-start", "hello")
-        cold_start = time.monotonic() - started
-        latencies = sorted(ask(url, f"bench-{i % 20}", text) for i, text in enumerate(texts))
-        rasa_pid, action_pid = servers.process("Rasa server").popen.pid, servers.process("action server").popen.pid
-        memory = {"rasa_rss_mb": rss_mb(rasa_pid), "actions_rss_mb": rss_mb(action_pid)}
-    return {
-        "cold_start_s": cold_start,
-        "p50_ms": statistics.median(latencies) * 1000,
-        "p95_ms": latencies[int(0.95 * (len(latencies) - 1))] * 1000,
-        **memory,
-    }
+def run(args: argparse.Namespace, workdir: Path) -> dict:
+    results: dict = {"machine": machine(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+    port = free_port()
+    token = secrets.token_urlsafe(16)
+    with BotApi() as api:
+        env = {"DATABASE_URL": f"sqlite:///{workdir / 'bench.db'}", "TELEGRAM_BOT_TOKEN": api.token,
+               "TELEGRAM_BASE_URL": api.base_url, **NO_LIMITS}  # fmt: skip
+        servers = Servers(model=args.model, rasa_port=port, action_port=port + 50, web_port=port + 100,
+                          log_dir=workdir / "logs", env=env, auth_token=token, telegram=True)  # fmt: skip
+        started = time.monotonic()
+        with servers:
+            results["start_s"] = time.monotonic() - started
+            rest = Channel("REST webhook", f"{servers.rasa_url}/webhooks/rest/webhook",
+                           lambda sender, text: {"sender": sender, "message": text})  # fmt: skip
+            web = Channel("web chat /api/message", f"http://127.0.0.1:{port + 100}/api/message",
+                          lambda sender, text: {"sender": f"web-bench{sender:0>16}", "message": text})  # fmt: skip
+            api.ask(1, "hello", timeout=300)  # the bridge polls: ready when it answers
+            asyncio.run(sequential(rest, ["hello"], lambda i: "warm-up"))
+
+            texts = questions(max(PARSES, NEW_CONVERSATIONS))
+            parse_url = f"{servers.rasa_url}/model/parse?token={token}"
+            parses = []
+            with httpx.Client(timeout=60) as client:
+                for text in texts[:PARSES]:
+                    begun = time.monotonic()
+                    client.post(parse_url, json={"text": text}).raise_for_status()
+                    parses.append(time.monotonic() - begun)
+            results["parse"] = summary(parses)
+            print("parse", results["parse"], flush=True)
+
+            results["new"] = {
+                rest.name: summary(asyncio.run(sequential(rest, texts[:NEW_CONVERSATIONS], lambda i: f"new-{i}"))),
+                web.name: summary(asyncio.run(sequential(web, texts[:NEW_CONVERSATIONS], lambda i: f"new{i}"))),
+                "Telegram bridge": summary(telegram_sequential(api, texts[:NEW_CONVERSATIONS], 1000)),
+            }
+            print("new", results["new"], flush=True)
+
+            long = asyncio.run(sequential(rest, questions(args.long, seed=7), lambda i: "long-conversation"))
+            results["long"] = {"messages": args.long, "first20_ms": statistics.median(long[:20]) * 1000,
+                               "last20_ms": statistics.median(long[-20:]) * 1000}  # fmt: skip
+            print("long", results["long"], flush=True)
+
+            results["users"] = args.users
+            results["concurrent"] = {
+                rest.name: asyncio.run(at_once(rest, args.users, args.seconds, "user-")),
+                web.name: asyncio.run(at_once(web, args.users, args.seconds, "user")),
+                "Telegram bridge": telegram_concurrent(api, args.users, args.seconds, 100000),
+            }
+            print("concurrent", results["concurrent"], flush=True)
+            results["rasa_rss_mb"] = rss_mb(servers.process("Rasa server").popen.pid)
+            results["actions_rss_mb"] = rss_mb(servers.process("action server").popen.pid)
+            results["seconds"] = args.seconds
+    return results
 
 
-def report(results: dict[str, dict[str, float]], messages: int) -> str:
-    rows = [("training time (s)", "train_s", "{:.0f}"), ("cold start to first answer (s)", "cold_start_s", "{:.1f}"),
-            ("reply latency p50 (ms)", "p50_ms", "{:.0f}"), ("reply latency p95 (ms)", "p95_ms", "{:.0f}"),
-            ("Rasa server memory, RSS (MB)", "rasa_rss_mb", "{:.0f}"),
-            ("action server memory, RSS (MB)", "actions_rss_mb", "{:.0f}")]  # fmt: skip
-    two, five = results.values()
-    lines = ["| measure | " + " | ".join(results) + " | five / two |", "|---|---:|---:|---:|"]
-    for label, key, fmt in rows:
-        ratio = five[key] / two[key] if two[key] else float("nan")
-        lines.append(f"| {label} | {fmt.format(two[key])} | {fmt.format(five[key])} | {ratio:.2f}x |")
-    return (
-        f"# Benchmark\n\nMachine: {machine()}.\nMade by `make bench` on {time.strftime('%Y-%m-%d')}; "
-        f"latency over {messages} sequential REST messages (held-out questions of the model's languages).\n\n"
-        + "\n".join(lines) + "\n"
-    )  # fmt: skip
+def check(ok: bool) -> str:
+    return "yes" if ok else "**no**"
+
+
+def report(r: dict) -> str:
+    parse = r["parse"]["p50_ms"]
+    limit = r["cores"] * 1000 / parse
+    lines = [
+        "# Benchmark",
+        "",
+        f"Machine: {r['machine']}. Made by `make bench` on {r['date']} (one run; model {r['model']}).",
+        f"Servers started in {r['start_s']:.0f} s. SQLite tracker store, no rate limits.",
+        "",
+        f"`/model/parse` p50 (the NLU alone): **{parse:.0f} ms**; NLU-bound limit {r['cores']} cores × 1000 / "
+        f"{parse:.0f} ms = {limit:.0f} msg/s.",
+        "",
+        "| one user, each message a new conversation | p50 | p95 | p50 ≤ 2× parse | p95 ≤ 3× parse |",
+        "|---|---:|---:|:-:|:-:|",
+    ]
+    for name, m in r["new"].items():
+        lines.append(f"| {name} | {m['p50_ms']:.0f} ms | {m['p95_ms']:.0f} ms | "
+                     f"{check(m['p50_ms'] <= 2 * parse)} | {check(m['p95_ms'] <= 3 * parse)} |")  # fmt: skip
+    long = r["long"]
+    ratio = long["last20_ms"] / long["first20_ms"]
+    lines += [
+        "",
+        f"One conversation of {long['messages']} messages (REST): median of the first 20 {long['first20_ms']:.0f} ms, "
+        f"of the last 20 {long['last20_ms']:.0f} ms: {ratio:.2f}× (target ≤ 1.2×: {check(ratio <= 1.2)}).",
+        "",
+        f"| {r['users']} users at once, {r['seconds']:.0f} s | msg/s | share of the NLU limit | p95 | failed "
+        "| ≥ 30%, p95 ≤ 1 s, none failed |",
+        "|---|---:|---:|---:|---:|:-:|",
+    ]
+    for name, m in r["concurrent"].items():
+        share = m["throughput"] / limit
+        ok = share >= 0.3 and m["p95_ms"] <= 1000 and m["failures"] == 0
+        lines.append(f"| {name} | {m['throughput']:.1f} | {share:.0%} | {m['p95_ms']:.0f} ms | {m['failures']} "
+                     f"| {check(ok)} |")  # fmt: skip
+    memory = r["rasa_rss_mb"] + r["actions_rss_mb"]
+    lines += [
+        "",
+        f"Resident memory after the run: Rasa {r['rasa_rss_mb']:.0f} MB + action server {r['actions_rss_mb']:.0f} MB "
+        f"= {memory / 1024:.2f} GB (target ≤ 1.2 GB: {check(memory <= 1.2 * 1024)}).",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--messages", type=int, default=200)
+    parser.add_argument("--users", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--long", type=int, default=400)
+    parser.add_argument("--model", type=Path, default=MODEL)
+    parser.add_argument("--out", type=Path, default=REPORTS)
     args = parser.parse_args(argv)
-    results: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        workdir = Path(tmp)
-        for label, languages in VARIANTS.items():
-            name = "bench-" + ("all" if languages is None else "-".join(languages))
-            model, seconds = train(languages, workdir, name)
-            print(f"{label}: trained in {seconds:.0f} s", flush=True)
-            results[label] = {"train_s": seconds, **measure(model, questions(languages, args.messages), workdir)}
-            print(f"{label}: {results[label]}", flush=True)
-    REPORTS.mkdir(exist_ok=True)
-    text = report(results, args.messages)
-    (REPORTS / "bench.md").write_text(text, encoding="utf-8")
-    (REPORTS / "bench.json").write_text(json.dumps({"machine": machine(), "results": results}, indent=1))
+        results = run(args, Path(tmp))
+    results["model"] = args.model.name
+    args.out.mkdir(exist_ok=True)
+    text = report(results)
+    (args.out / "bench.md").write_text(text, encoding="utf-8")
+    (args.out / "bench.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     print(text)
     return 0
 
