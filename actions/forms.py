@@ -645,6 +645,8 @@ class ValidateVisitForm(FormValidator):
 class ValidateQuestionForm(FormValidator):
     """Reads the e-mail and the question passed on to the office."""
 
+    choice_of = {"office_question": "office_question"}
+
     def name(self) -> str:
         return "validate_question_form"
 
@@ -657,9 +659,13 @@ class ValidateQuestionForm(FormValidator):
 
     def extract_office_question(self, dispatcher, tracker, domain) -> dict[str, Any]:
         text = self.answer_to(tracker, "office_question")
-        if text is not None and (text == "/affirm" or _message(tracker)[1] == "affirm"):
+        if not text:
+            return {}
+        # "send it as it is" (a new version is often a question: "Can you send me ...?")
+        as_it_is = choices().question("office_question").pick(text) == "send" and not re.search(r"[?？]", text)
+        if as_it_is or text == "/affirm" or _message(tracker)[1] == "affirm":
             return {"office_question": tracker.get_slot("last_question") or ""}
-        return {"office_question": text} if text and not text.startswith("/") else {}
+        return {} if text.startswith("/") else {"office_question": text}  # a new version of the question
 
     def validate_office_question(self, value, dispatcher, tracker, domain) -> dict[str, Any]:
         return self.within_limit("office_question", value, dispatcher, tracker)

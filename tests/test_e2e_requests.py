@@ -171,7 +171,7 @@ def test_a_typed_answer_changes_one_answer_from_the_summary_and_a_typed_yes_send
     assert user.ask("I need to change something").startswith(say("form_which_field", "en"))
     assert user.ask("the e-mail") == say("form_ask_email", "en")
     assert "ada@lovelace.example" in user.ask("ada@lovelace.example")  # the summary again
-    reply = user.ask("hmm, not sure")  # fits no option: asked again, the options in words
+    reply = user.ask("purple elephant")  # fits no option: asked again, the options in words
     assert say("button_confirm", "en") in reply and say("button_cancel", "en") in reply
     assert user.ask("yes, send it").startswith(say("visit_saved", "en", ref="V")[:20])
     assert "ada@lovelace.example" in staff_csv(servers)

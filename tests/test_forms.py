@@ -554,3 +554,24 @@ def test_every_option_has_a_title_and_words_in_every_language():
 
     assert problems() == []
     assert set(choices().questions) >= {"purpose", "summary", "field", "visit_offer", "question_offer"}
+
+
+SEND_AS_IT_IS = {"en": "ok, send it as it is", "zh-Hans": "好的，就这样", "zh-Hant": "直接送出", "ru": "да, как есть",
+                 "fr": "oui, telle quelle"}  # fmt: skip
+NEW_VERSION = {"en": "How much are the fees for the joint master's?", "zh-Hans": "联合培养硕士的学费是多少？",
+               "zh-Hant": "聯合培養碩士的學費是多少？", "ru": "Сколько стоит обучение в совместной магистратуре?",
+               "fr": "Combien coûte le master conjoint ?"}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_question_to_pass_on_typed_send_keep_or_rewrite(language, dispatcher):
+    slots = {"office_email": "me@uni.example", "last_question": "Fees?"}
+    events = validate(ValidateQuestionForm(), dispatcher, SEND_AS_IT_IS[language], "office_question",
+                      intent="nlu_fallback", slots=slots, language=language)  # fmt: skip
+    assert events == [SlotSet("office_question", "Fees?")]
+    events = validate(ValidateQuestionForm(), dispatcher, NEW_VERSION[language], "office_question",
+                      intent="out_of_scope", confidence=0.9, slots=slots, language=language)  # fmt: skip
+    assert events == [SlotSet("office_question", NEW_VERSION[language])]
+    events = validate(ValidateQuestionForm(), dispatcher, CANCEL[language], "office_question",
+                      intent="nlu_fallback", slots=slots, language=language)  # fmt: skip
+    assert ActiveLoop(None) in events and slots_of(events)["office_email"] is None
