@@ -143,6 +143,13 @@ def is_back_answer(text: str) -> bool:
     return _said(text, "back_words")
 
 
+def read_dates_in_any_language(text: str, language: str) -> DateAnswer:
+    """The dates of ``text`` read in the form's language, else in the first other language that reads them."""
+    today = office_today()
+    answers = (read_dates(text, code, today) for code in [language, *registry().codes] if code)
+    return next((answer for answer in answers if answer.start), DateAnswer(None))
+
+
 def interrupted(tracker: Tracker) -> dict[str, Any]:
     """Counts a turn that did not answer the form; setting it keeps the form going."""
     return SlotSet("form_interruptions", (tracker.get_slot("form_interruptions") or 0) + 1)
@@ -588,7 +595,7 @@ class ValidateVisitForm(FormValidator):
         answer = (
             DateAnswer(dt.date.fromisoformat(unsure))
             if checked == "yes"
-            else read_dates(text, language, office_today())
+            else read_dates_in_any_language(text, language)
         )
         if answer.start and answer.ambiguous and not unsure:  # asked back once; then the first reading holds
             return answer, {slot: None, "date_unsure": answer.start.isoformat()}

@@ -141,6 +141,13 @@ def test_an_arrival_date_in_the_users_language_is_accepted(language, dispatcher)
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
+def test_a_date_written_in_another_language_than_the_forms_is_read(language, dispatcher):
+    other = "ru" if language == "en" else "en"
+    events = validate(ValidateVisitForm(), dispatcher, DATES[other], "arrival_date", language=language)
+    assert slots_of(events)["arrival_date"] == f"{NEXT_YEAR}-05-10"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_a_past_date_gets_a_helpful_message(language, dispatcher):
     events = validate(ValidateVisitForm(), dispatcher, "2020-01-01", "arrival_date", language=language)
     assert texts_of(dispatcher) == [say("form_date_in_past", language)]
