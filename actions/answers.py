@@ -86,7 +86,7 @@ def _messages_since_offer(tracker: Tracker) -> int:
     return count
 
 
-def _wants_language(tracker: Tracker) -> bool:
+def wants_language(tracker: Tracker) -> bool:
     text, intent, _ = _message(tracker)
     return intent == "change_language" or text.lstrip().lower().startswith(LANGUAGE_COMMAND)
 
@@ -95,7 +95,7 @@ def reply_language(tracker: Tracker) -> Choice:
     """The language of this turn's reply (rules in bot/languages.py)."""
     text, _, metadata = _message(tracker)
     explicit = None
-    if _wants_language(tracker):
+    if wants_language(tracker):
         entity = next(tracker.get_latest_entity_values("language"), None)
         explicit = registry().normalize(entity) or requested_language(text)
     return choose(text, tracker.get_slot(LANGUAGE_SLOT), metadata.get("language"), explicit)
@@ -181,7 +181,7 @@ class ActionAnswerQuestion(LanguageAction):
         return "action_answer_question"
 
     def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, choice: Choice) -> list[EventType]:
-        if _wants_language(tracker):
+        if wants_language(tracker):
             return _switch(dispatcher, choice)
         text, intent, _ = _message(tracker)
         answered = self.answer_offer(dispatcher, tracker, text, intent, choice.language)

@@ -36,7 +36,14 @@ from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.forms import REQUESTED_SLOT
 from rasa_sdk.types import DomainDict
 
-from actions.answers import ANSWERED_INTENTS, LANGUAGE_SLOT, remember_language, reply_language, tag_language
+from actions.answers import (
+    ANSWERED_INTENTS,
+    LANGUAGE_SLOT,
+    remember_language,
+    reply_language,
+    tag_language,
+    wants_language,
+)
 from bot.core.choices import choices
 from bot.core.languages import registry
 from bot.core.parsing import is_email
@@ -122,11 +129,6 @@ def question_answered(tracker: Tracker) -> str | None:
         elif event.get("event") == "user":
             answered, seen = asked, True
     return answered if seen else tracker.get_slot(REQUESTED_SLOT)
-
-
-def wants_language(tracker: Tracker) -> bool:
-    text, intent, _ = _message(tracker)
-    return intent == "change_language" or text.lower().startswith("/lang")
 
 
 def _said(text: str, words_key: str) -> bool:

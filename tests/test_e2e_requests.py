@@ -186,3 +186,13 @@ def test_a_typed_yes_to_the_visit_offer_starts_the_form_in_the_conversations_lan
     assert [m["text"] for m in started] == [say("form_visit_start", "fr"), say("form_ask_visitor_name", "fr")]
     assert {m["language"] for m in started} == {"fr"}
     assert user.ask("annuler") == say("request_cancelled", "fr")
+
+
+@pytest.mark.parametrize("language", ["zh-Hant", "ru"])
+def test_after_lang_the_request_button_runs_the_form_in_the_chosen_language(chat, language):
+    user = chat()
+    assert user.ask(f"/lang {language}") == say("language_switched", language)
+    started = user.send("/request_visit")
+    assert [m["text"] for m in started] == [say("form_visit_start", language), say("form_ask_visitor_name", language)]
+    assert {m["language"] for m in started} == {language}
+    assert user.ask("John Smith") == say("form_ask_institution", language)  # a name keeps the form's language
