@@ -10,12 +10,14 @@ from __future__ import annotations
 import logging
 import re
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
 from typing import Any
 
 from rasa_sdk import Action, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
+from bot.core.choices import choices
 from bot.core.languages import Choice, choose, registry, requested_language
 from bot.core.texts import join, say, texts
 
@@ -43,6 +45,25 @@ ANSWERED_INTENTS = frozenset(
 REPLY_KEYS = {"affirm": "nothing_to_confirm", "deny": "ok_anything_else", "cancel": "ok_anything_else"}
 
 
+@dataclass(frozen=True)
+class Offer:
+    """What the bot may offer after an answer (the `offer` slot's value)."""
+
+    question: str  # its text in data/texts and its options in data/choices.yml
+    form: str  # the form that "yes" starts
+    payloads: dict[str, str]  # each option's button payload
+
+    def buttons(self, language: str) -> list[dict[str, str]]:
+        asked = choices().question(self.question)
+        return [{"title": asked.title(o, language), "payload": self.payloads[o]} for o in asked.options]
+
+
+OFFERS = {
+    "visit": Offer("visit_offer", "visit_form", {"yes": "/request_visit", "no": "/deny"}),
+    "question": Offer("question_offer", "question_form", {"yes": "/affirm", "no": "/deny"}),
+}
+
+
 def _message(tracker: Tracker) -> tuple[str, str | None, dict[str, Any]]:
     message = tracker.latest_message or {}
     intent = (message.get("intent") or {}).get("name")
@@ -55,7 +76,17 @@ def _previous_intent(tracker: Tracker) -> str | None:
     return ((users[-2].get("parse_data") or {}).get("intent") or {}).get("name") if len(users) > 1 else None
 
 
-def _wants_language(tracker: Tracker) -> bool:
+def _messages_since_offer(tracker: Tracker) -> int:
+    """How many user messages came since the bot last made or withdrew an offer (this one included)."""
+    count = 0
+    for event in reversed(tracker.events):
+        if event.get("event") == "slot" and event.get("name") == "offer":
+            break
+        count += event.get("event") == "user"
+    return count
+
+
+def wants_language(tracker: Tracker) -> bool:
     text, intent, _ = _message(tracker)
     return intent == "change_language" or text.lstrip().lower().startswith(LANGUAGE_COMMAND)
 
@@ -64,7 +95,7 @@ def reply_language(tracker: Tracker) -> Choice:
     """The language of this turn's reply (rules in bot/languages.py)."""
     text, _, metadata = _message(tracker)
     explicit = None
-    if _wants_language(tracker):
+    if wants_language(tracker):
         entity = next(tracker.get_latest_entity_values("language"), None)
         explicit = registry().normalize(entity) or requested_language(text)
     return choose(text, tracker.get_slot(LANGUAGE_SLOT), metadata.get("language"), explicit)
@@ -96,9 +127,7 @@ class LanguageAction(Action, ABC):
     def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: dict[str, Any]) -> list[EventType]:
         choice = reply_language(tracker)
         logger.debug("reply language %s (%s)", choice.language, choice.reason)
-        events: list[EventType] = []
-        if choice.reason in ("explicit", "detected") and choice.language != tracker.get_slot(LANGUAGE_SLOT):
-            events.append(SlotSet(LANGUAGE_SLOT, choice.language))
+        events = remember_language(tracker, choice)
         if choice.unsupported:
             dispatcher.utter_message(
                 text=say("language_unsupported", choice.language, languages=spoken_languages(choice.language))
@@ -107,6 +136,13 @@ class LanguageAction(Action, ABC):
             events += self.respond(dispatcher, tracker, choice)
         tag_language(dispatcher, choice.language)
         return events
+
+
+def remember_language(tracker: Tracker, choice: Choice) -> list[EventType]:
+    """Sets the conversation's language when this message chose one (asked for, or detected)."""
+    if choice.reason in ("explicit", "detected") and choice.language != tracker.get_slot(LANGUAGE_SLOT):
+        return [SlotSet(LANGUAGE_SLOT, choice.language)]
+    return []
 
 
 def tag_language(dispatcher: CollectingDispatcher, language: str) -> None:
@@ -145,9 +181,12 @@ class ActionAnswerQuestion(LanguageAction):
         return "action_answer_question"
 
     def respond(self, dispatcher: CollectingDispatcher, tracker: Tracker, choice: Choice) -> list[EventType]:
-        if _wants_language(tracker):
+        if wants_language(tracker):
             return _switch(dispatcher, choice)
         text, intent, _ = _message(tracker)
+        answered = self.answer_offer(dispatcher, tracker, text, intent, choice.language)
+        if answered is not None:
+            return answered
         if not text.strip():
             key = "empty_message"
         elif len(text) > MAX_QUESTION_CHARS:
@@ -158,23 +197,40 @@ class ActionAnswerQuestion(LanguageAction):
         return self.offer(dispatcher, tracker, key, text, choice.language)
 
     @staticmethod
+    def answer_offer(dispatcher: CollectingDispatcher, tracker: Tracker, text: str, intent: str | None,
+                     language: str) -> list[EventType] | None:  # fmt: skip
+        """A typed answer to the offer just made: "yes" starts its form, "no" ends it, and a message
+        the bot did not understand gets the offer once more with its options in words. None: the
+        message is not about the offer (a new question), so it is answered as usual."""
+        offer = OFFERS.get(tracker.get_slot("offer"))
+        if offer is None:
+            return None
+        picked = choices().question(offer.question).pick(text)
+        if picked == "yes":
+            return [FollowupAction(offer.form)]
+        if picked == "no":
+            dispatcher.utter_message(text=say("ok_anything_else", language))
+            return [SlotSet("offer", None)]
+        if intent == "nlu_fallback" and _messages_since_offer(tracker) <= 1:
+            options = choices().question(offer.question).in_words(language)
+            dispatcher.utter_message(
+                text=say("form_choose_again", language, question=say(offer.question, language), options=options),
+                buttons=offer.buttons(language),
+            )
+            return []
+        return None
+
+    @staticmethod
     def offer(dispatcher: CollectingDispatcher, tracker: Tracker, key: str, text: str,
               language: str) -> list[EventType]:  # fmt: skip
         """After some answers, offer to file a visit request or to pass the question on."""
-        no_thanks = {"title": say("button_no_thanks", language), "payload": "/deny"}
         if key == "ask_visit":
-            dispatcher.utter_message(
-                text=say("visit_offer", language),
-                buttons=[{"title": say("button_file_visit_request", language), "payload": "/request_visit"}, no_thanks],
-            )
+            dispatcher.utter_message(text=say("visit_offer", language), buttons=OFFERS["visit"].buttons(language))
             return [SlotSet("offer", "visit")]
         unanswered = key == "out_of_scope" or (key == "nlu_fallback" and _previous_intent(tracker) == "nlu_fallback")
         # a question worth passing on has words: not "2027", "😀" or "/command"
         worded = len(re.findall(r"[^\W\d_]", text)) >= MIN_QUESTION_LETTERS and not text.startswith("/")
         if unanswered and worded:
-            dispatcher.utter_message(
-                text=say("question_offer", language),
-                buttons=[{"title": say("button_pass_question", language), "payload": "/affirm"}, no_thanks],
-            )
+            dispatcher.utter_message(text=say("question_offer", language), buttons=OFFERS["question"].buttons(language))
             return [SlotSet("offer", "question"), SlotSet("last_question", text.strip())]
         return [SlotSet("offer", None)] if tracker.get_slot("offer") else []

@@ -1,7 +1,8 @@
 """The custom actions, each with a fresh tracker and dispatcher, in every language."""
 
 import pytest
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
 
 from actions.answers import ANSWERED_INTENTS, ActionAnswerQuestion, ActionSwitchLanguage
 from bot.core.texts import say
@@ -130,3 +131,59 @@ def test_an_injected_entity_does_not_set_the_language_outside_a_switch(dispatche
     texts, events = run(ActionAnswerQuestion(), tracker, dispatcher)
     assert texts == [say("greet", "en")]
     assert events == []
+
+
+# --- typed answers to the offers (file a visit request? pass the question on?) ------------
+
+OFFER_YES = {
+    "en": "sure, go ahead",
+    "zh-Hans": "好啊",
+    "zh-Hant": "好的，麻煩了",
+    "ru": "давайте",
+    "fr": "oui volontiers",
+}
+OFFER_NO = {"en": "not now", "zh-Hans": "不用了", "zh-Hant": "暫時不", "ru": "нет, не надо", "fr": "non merci"}
+FORMS = {"visit": "visit_form", "question": "question_form"}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("offer", ["visit", "question"])
+def test_a_typed_yes_to_an_offer_starts_its_form(language, offer, dispatcher):
+    tracker = make_tracker(OFFER_YES[language], "nlu_fallback", slots={"language": language, "offer": offer})
+    texts, events = run(ActionAnswerQuestion(), tracker, dispatcher)
+    assert texts == []  # the form speaks next, in the conversation's language
+    assert FollowupAction(FORMS[offer]) in events
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_typed_no_to_an_offer_ends_it(language, dispatcher):
+    tracker = make_tracker(OFFER_NO[language], "nlu_fallback", slots={"language": language, "offer": "visit"})
+    texts, events = run(ActionAnswerQuestion(), tracker, dispatcher)
+    assert texts == [say("ok_anything_else", language)]
+    assert SlotSet("offer", None) in events
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_an_answer_to_an_offer_that_fits_nothing_gets_the_options_in_words_once(language, dispatcher):
+    slots = {"language": language, "offer": "visit"}
+    tracker = make_tracker("hmm blorf", "nlu_fallback", slots=slots)
+    tracker.events = [{"event": "slot", "name": "offer", "value": "visit"}, {"event": "user", "text": "hmm blorf"}]
+    texts, events = run(ActionAnswerQuestion(), tracker, dispatcher)
+    assert events == []  # the offer stands
+    (reply,) = dispatcher.messages
+    for key in ("visit_offer", "button_file_visit_request", "button_no_thanks"):
+        assert say(key, language) in reply["text"]
+    assert [b["payload"] for b in reply["buttons"]] == ["/request_visit", "/deny"]
+    assert reply["language"] == language
+    # once: a second message that fits nothing is answered as usual
+    again = make_tracker("zzz", "nlu_fallback", slots=slots)
+    again.events = tracker.events + [{"event": "user", "text": "zzz"}]
+    texts, _ = run(ActionAnswerQuestion(), again, CollectingDispatcher())
+    assert texts[0] == say("nlu_fallback", language)
+
+
+def test_a_new_question_after_an_offer_is_answered_and_the_offer_lapses(dispatcher):
+    tracker = make_tracker("What degrees can I study for?", "ask_degrees", slots={"language": "en", "offer": "visit"})
+    texts, events = run(ActionAnswerQuestion(), tracker, dispatcher)
+    assert texts == [say("ask_degrees", "en")]
+    assert SlotSet("offer", None) in events

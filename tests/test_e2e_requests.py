@@ -124,3 +124,75 @@ def test_requests_are_still_listed_after_the_servers_restart(chat, servers):
     servers.stop()
     servers.start()
     assert "Alan Turing" in staff_csv(servers)
+
+
+FIRST_MESSAGE_VISITS = {
+    "zh-Hans": ["我想提交来访申请", "赵敏", "浙江大学", "中国", "zhaomin@zju.example", "做个报告",
+                f"{NEXT_YEAR}年6月1日", f"{NEXT_YEAR}年6月3日", "无", "好的，提交吧"],
+    "ru": ["Я хочу подать заявку на визит в NJUPT", "Иван Петров", "МГУ", "Россия", "ivan@msu.example",
+           "хочу прочитать лекцию", f"1 июня {NEXT_YEAR}", f"3 июня {NEXT_YEAR}", "нет", "да, отправляйте"],
+    "fr": ["Je voudrais faire une demande de visite à NJUPT.", "Claire Dubois", "Université de Lyon", "France",
+           "claire@univ-lyon.example", "une conférence", f"1 juin {NEXT_YEAR}", f"3 juin {NEXT_YEAR}", "rien",
+           "oui, envoyez"],
+}  # fmt: skip
+PROMPTS = ["form_ask_institution", "form_ask_country", "form_ask_email", "form_ask_purpose", "form_ask_arrival_date",
+           "form_ask_departure_date", "form_ask_visit_notes"]  # fmt: skip
+
+
+@pytest.mark.parametrize("language", ["zh-Hans", "ru", "fr"])
+def test_a_first_message_visit_request_runs_the_whole_form_in_its_language_with_a_typed_purpose(chat, servers,
+                                                                                                language):  # fmt: skip
+    user = chat()
+    first, name, *answers, notes, yes = FIRST_MESSAGE_VISITS[language]
+    replies = [user.send(first)]
+    assert [r["text"] for r in replies[0]] == [
+        say("form_visit_start", language),
+        say("form_ask_visitor_name", language),
+    ]
+    for answer, prompt in zip([name, *answers], PROMPTS, strict=True):
+        replies.append(user.send(answer))
+        assert replies[-1][-1]["text"] == say(prompt, language), answer
+    summary = user.send(notes)
+    assert name in summary[0]["text"] and say("purpose_lecture", language) in summary[0]["text"]  # typed, taken
+    saved = user.send(yes)
+    assert saved[0]["text"].startswith(say("visit_saved", language, ref="@").split("@")[0])
+    for reply in [*replies, summary, saved]:
+        assert {r["language"] for r in reply} == {language}
+    email = answers[2]
+    (row,) = [line for line in staff_csv(servers).splitlines() if email in line]
+    assert name in row and ",lecture," in row
+
+
+def test_a_typed_answer_changes_one_answer_from_the_summary_and_a_typed_yes_sends_it(chat, servers):
+    user = chat()
+    for answer in ["/request_visit", "Ada Lovelace", "Imperial College", "UK", "ada@imperial.example",
+                   "research cooperation", f"{NEXT_YEAR}-10-01", f"{NEXT_YEAR}-10-04"]:  # fmt: skip
+        user.ask(answer)
+    assert say("purpose_research", "en") in user.ask("none")
+    assert user.ask("I need to change something").startswith(say("form_which_field", "en"))
+    assert user.ask("the e-mail") == say("form_ask_email", "en")
+    assert "ada@lovelace.example" in user.ask("ada@lovelace.example")  # the summary again
+    reply = user.ask("purple elephant")  # fits no option: asked again, the options in words
+    assert say("button_confirm", "en") in reply and say("button_cancel", "en") in reply
+    assert user.ask("yes, send it").startswith(say("visit_saved", "en", ref="V")[:20])
+    assert "ada@lovelace.example" in staff_csv(servers)
+
+
+def test_a_typed_yes_to_the_visit_offer_starts_the_form_in_the_conversations_language(chat):
+    user = chat()
+    offer = user.send("Comment organiser une visite de notre université à NJUPT ?")
+    assert [m["text"] for m in offer] == [say("ask_visit", "fr"), say("visit_offer", "fr")]
+    started = user.send("oui, volontiers")
+    assert [m["text"] for m in started] == [say("form_visit_start", "fr"), say("form_ask_visitor_name", "fr")]
+    assert {m["language"] for m in started} == {"fr"}
+    assert user.ask("annuler") == say("request_cancelled", "fr")
+
+
+@pytest.mark.parametrize("language", ["zh-Hant", "ru"])
+def test_after_lang_the_request_button_runs_the_form_in_the_chosen_language(chat, language):
+    user = chat()
+    assert user.ask(f"/lang {language}") == say("language_switched", language)
+    started = user.send("/request_visit")
+    assert [m["text"] for m in started] == [say("form_visit_start", language), say("form_ask_visitor_name", language)]
+    assert {m["language"] for m in started} == {language}
+    assert user.ask("John Smith") == say("form_ask_institution", language)  # a name keeps the form's language

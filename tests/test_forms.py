@@ -1,24 +1,36 @@
 """The visit-request and question forms, unit-tested with fresh trackers, in every language."""
 
+import asyncio
 import datetime as dt
 
 import pytest
-from rasa_sdk.events import SlotSet
+import yaml
+from rasa_sdk import Action
+from rasa_sdk.events import ActiveLoop, SlotSet
+from rasa_sdk.executor import ActionExecutor, CollectingDispatcher
 
 from actions import forms
-from actions.answers import ActionAnswerQuestion
 from actions.forms import (
     ActionFinishOfficeQuestion,
     ActionFinishVisitRequest,
-    AskAction,
-    ValidateQuestionForm,  # fmt: skip
+    AskArrivalDate,
+    AskFieldToChange,
+    AskPurpose,
+    AskVisitConfirmed,
+    AskVisitorName,
+    DateAnswer,
+    ValidateQuestionForm,
     ValidateVisitForm,
 )
 from bot.core import storage
+from bot.core.choices import choices
+from bot.core.paths import DOMAIN_FILE
 from bot.core.texts import say
 
 from .conftest import LANGUAGES, make_tracker
 
+DOMAIN = yaml.safe_load(DOMAIN_FILE.read_text(encoding="utf-8"))
+VISIT_SLOTS = DOMAIN["forms"]["visit_form"]["required_slots"]
 NEXT_YEAR = dt.date.today().year + 1
 DATES = {  # the same date, as people write it in each language
     "en": f"10 May {NEXT_YEAR}", "zh-Hans": f"{NEXT_YEAR}年5月10日", "zh-Hant": f"{NEXT_YEAR}年5月10日",
@@ -26,23 +38,121 @@ DATES = {  # the same date, as people write it in each language
 }  # fmt: skip
 
 
-def validate(action, dispatcher, text, requested, intent="inform", confidence=0.5, slots=None, language="en"):
-    tracker = make_tracker(text, intent, slots={"language": language, "requested_slot": requested, **(slots or {})})
-    tracker.latest_message["intent"]["confidence"] = confidence
-    return action.run(dispatcher, tracker, {})
+def tracker_for(text, requested, intent="inform", confidence=0.5, slots=None, language="en", **extra):
+    tracker = make_tracker(text, intent, slots={"language": language, "requested_slot": requested, **(slots or {})},
+                           **extra)  # fmt: skip
+    if intent:
+        tracker.latest_message["intent"]["confidence"] = confidence
+    return tracker
+
+
+def validate(action, dispatcher, text, requested, **kwargs):
+    """The validator's events for ``text`` answering ``requested`` (the real domain, a fresh tracker)."""
+    return asyncio.run(action.run(dispatcher, tracker_for(text, requested, **kwargs), DOMAIN))
+
+
+def slots_of(events) -> dict:
+    return {e["name"]: e["value"] for e in events if e.get("event") == "slot"}
+
+
+def ask(action_class, dispatcher, slots, text="", intent=None):
+    action_class().run(dispatcher, make_tracker(text, intent, slots=slots), DOMAIN)
+    return dispatcher.messages
+
+
+def texts_of(dispatcher) -> list[str]:
+    return [m["text"] for m in dispatcher.messages]
+
+
+# --- the framework's machinery -------------------------------------------------------
+
+
+def test_every_registered_action_is_named_in_the_domain():
+    """rasa-sdk registers each concrete action; abstract bases (and stray names like action_ask_) are not."""
+    executor = ActionExecutor()
+    executor.register_package("actions")
+    assert set(executor.actions) <= set(DOMAIN["actions"])
+    assert "action_ask_" not in executor.actions
+    assert {f"action_ask_{slot}" for slot in VISIT_SLOTS} <= set(executor.actions)
+    assert all(not cls.__name__.startswith("Ask_") for cls in Action.__subclasses__())
+
+
+def test_the_forms_questions_come_from_the_domain():
+    assert ValidateVisitForm().domain_slots(DOMAIN) == VISIT_SLOTS
+    assert not hasattr(forms, "VISIT_SLOTS")  # no copy of the domain's list in code
+
+
+# --- entering a form: the language is decided first ------------------------------------
+
+FIRST_MESSAGES = {
+    "en": "I want to submit a visit request",
+    "zh-Hans": "我想提交来访申请",
+    "zh-Hant": "我想提交來訪申請",
+    "ru": "Я хочу подать заявку на визит в NJUPT",
+    "fr": "Je voudrais faire une demande de visite à NJUPT.",
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_visit_request_as_the_first_message_runs_the_form_in_its_language(language, dispatcher):
+    first = FIRST_MESSAGES[language]
+    events = validate(ValidateVisitForm(), dispatcher, first, None, intent="request_visit", confidence=0.99,
+                      language=None)  # fmt: skip
+    assert events == [SlotSet("language", language)]
+    tracker = tracker_for(first, None, intent="request_visit", language=language)
+    AskVisitorName().run(dispatcher, tracker, DOMAIN)
+    assert texts_of(dispatcher) == [say("form_visit_start", language), say("form_ask_visitor_name", language)]
+    assert {m["language"] for m in dispatcher.messages} == {language}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_button_into_the_form_keeps_the_conversations_language(language, dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, "/request_visit", None, intent="request_visit",
+                      language=language)  # fmt: skip
+    assert events == []  # nothing to change: the conversation's language holds
+    AskVisitorName().run(dispatcher, tracker_for("/request_visit", None, language=language), DOMAIN)
+    assert texts_of(dispatcher)[1] == say("form_ask_visitor_name", language)
+
+
+def test_inside_the_form_a_name_does_not_switch_the_language(dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, "Jean-Pierre Dupont", "visitor_name", language="zh-Hans")
+    assert slots_of(events) == {"visitor_name": "Jean-Pierre Dupont"}
+    AskVisitorName().run(dispatcher, tracker_for("Jean-Pierre Dupont", "institution", language="zh-Hans"), DOMAIN)
+    assert texts_of(dispatcher) == [say("form_ask_visitor_name", "zh-Hans")]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_lang_in_the_middle_switches_the_form_and_asks_again(language, dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, f"/lang {language}", "country", intent="change_language",
+                      language="en" if language != "en" else "fr")  # fmt: skip
+    assert SlotSet("language", language) in events and "country" not in slots_of(events)
+    assert dispatcher.messages == [{**dispatcher.messages[0], "text": say("language_switched", language)}]
+    assert dispatcher.messages[0]["language"] == language
+
+
+# --- answers ------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_an_arrival_date_in_the_users_language_is_accepted(language, dispatcher):
     events = validate(ValidateVisitForm(), dispatcher, DATES[language], "arrival_date", language=language)
-    assert events == [SlotSet("arrival_date", f"{NEXT_YEAR}-05-10")]
+    assert slots_of(events) == {"arrival_date": f"{NEXT_YEAR}-05-10", "date_unsure": None}
     assert dispatcher.messages == []
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
+def test_a_date_written_in_another_language_than_the_forms_is_read(language, dispatcher):
+    other = "ru" if language == "en" else "en"
+    events = validate(ValidateVisitForm(), dispatcher, DATES[other], "arrival_date", language=language)
+    assert slots_of(events)["arrival_date"] == f"{NEXT_YEAR}-05-10"
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
 def test_a_past_date_gets_a_helpful_message(language, dispatcher):
-    validate(ValidateVisitForm(), dispatcher, "2020-01-01", "arrival_date", language=language)
-    assert [m["text"] for m in dispatcher.messages] == [say("form_date_in_past", language)]
+    events = validate(ValidateVisitForm(), dispatcher, "2020-01-01", "arrival_date", language=language)
+    assert texts_of(dispatcher) == [say("form_date_in_past", language)]
+    assert {m["language"] for m in dispatcher.messages} == {language}
+    assert slots_of(events)["arrival_date"] is None
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
@@ -50,14 +160,59 @@ def test_departure_before_arrival_is_refused(language, dispatcher):
     arrival = f"{NEXT_YEAR}-05-10"
     events = validate(ValidateVisitForm(), dispatcher, f"{NEXT_YEAR}-05-01", "departure_date",
                       slots={"arrival_date": arrival}, language=language)  # fmt: skip
-    assert SlotSet("departure_date", None) in events
-    assert [m["text"] for m in dispatcher.messages] == [say("form_departure_before_arrival", language, arrival=arrival)]
+    assert slots_of(events)["departure_date"] is None
+    assert texts_of(dispatcher) == [say("form_departure_before_arrival", language, arrival=arrival)]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_a_date_that_is_not_one(language, dispatcher):
     validate(ValidateVisitForm(), dispatcher, "soon", "arrival_date", language=language)
-    assert [m["text"] for m in dispatcher.messages] == [say("form_invalid_date", language)]
+    assert texts_of(dispatcher) == [say("form_invalid_date", language)]
+
+
+@pytest.fixture
+def dates_read_as(monkeypatch):
+    """Makes the date reader return a given answer, to test what the form does with it."""
+
+    def read_as(answer: DateAnswer):
+        monkeypatch.setattr(forms, "read_dates", lambda text, language, today=None: answer)
+
+    return read_as
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+@pytest.mark.parametrize("requested", ["arrival_date", "departure_date"])
+def test_a_range_fills_both_dates_so_departure_is_not_asked(language, requested, dispatcher, dates_read_as):
+    dates_read_as(DateAnswer(dt.date(NEXT_YEAR, 5, 10), dt.date(NEXT_YEAR, 5, 14)))
+    slots = {"arrival_date": f"{NEXT_YEAR}-05-01"} if requested == "departure_date" else {}
+    events = validate(ValidateVisitForm(), dispatcher, "10-14 May", requested, slots=slots, language=language)
+    assert slots_of(events) == {"arrival_date": f"{NEXT_YEAR}-05-10", "departure_date": f"{NEXT_YEAR}-05-14",
+                                "date_unsure": None}  # fmt: skip
+    assert dispatcher.messages == []
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_an_ambiguous_date_is_asked_back_once(language, dispatcher, dates_read_as):
+    reading = dt.date(NEXT_YEAR, 6, 5)
+    dates_read_as(DateAnswer(reading, ambiguous=True))
+    events = validate(ValidateVisitForm(), dispatcher, f"05/06/{NEXT_YEAR}", "arrival_date", language=language)
+    assert slots_of(events) == {"arrival_date": None, "date_unsure": reading.isoformat()}
+    slots = {"language": language, "requested_slot": "arrival_date", "date_unsure": reading.isoformat()}
+    (asked,) = ask(AskArrivalDate, dispatcher, slots)
+    assert asked["text"] == say("form_date_check", language, date=forms.display_date(reading.isoformat(), language))
+    assert asked["buttons"][0]["payload"] == reading.isoformat()
+    yes = say("button_date_yes", language)
+    events = validate(ValidateVisitForm(), CollectingDispatcher(), yes, "arrival_date",
+                      slots={"date_unsure": reading.isoformat()}, language=language)  # fmt: skip
+    assert slots_of(events) == {"arrival_date": reading.isoformat(), "date_unsure": None}
+    # asked back once only: the same kind of answer again is read the first way
+    events = validate(ValidateVisitForm(), CollectingDispatcher(), f"05/06/{NEXT_YEAR}", "arrival_date",
+                      slots={"date_unsure": reading.isoformat()}, language=language)  # fmt: skip
+    assert slots_of(events) == {"arrival_date": reading.isoformat(), "date_unsure": None}
+    no = say("button_date_no", language)
+    events = validate(ValidateVisitForm(), CollectingDispatcher(), no, "arrival_date",
+                      slots={"date_unsure": reading.isoformat()}, language=language)  # fmt: skip
+    assert slots_of(events) == {"arrival_date": None, "date_unsure": None}  # the date question again
 
 
 @pytest.mark.parametrize("text, value", [("ada@uni.example", "ada@uni.example"),
@@ -71,27 +226,84 @@ def test_emails_are_accepted(text, value, dispatcher):
 def test_a_wrong_email_gets_a_helpful_message(language, text, dispatcher):
     events = validate(ValidateVisitForm(), dispatcher, text, "email", language=language)
     assert SlotSet("email", None) in events
-    assert [m["text"] for m in dispatcher.messages] == [say("form_invalid_email", language)]
+    assert texts_of(dispatcher) == [say("form_invalid_email", language)]
+
+
+# --- the purpose: buttons or typed words, in any language ---------------------------------
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_purpose_buttons_in_each_language(language, dispatcher):
-    AskAction.__subclasses__()  # the per-slot classes exist
-    ask = next(c for c in AskAction.__subclasses__() if c.slot == "purpose")()
-    ask.run(dispatcher, make_tracker("", slots={"language": language}), {})
-    (message,) = dispatcher.messages
-    assert message["text"] == say("form_ask_purpose", language)
+    (message,) = ask(AskPurpose, dispatcher, {"language": language, "requested_slot": "email"})
+    assert message["text"] == say("form_ask_purpose", language) and message["language"] == language
     titles = [b["title"] for b in message["buttons"]]
-    assert titles == [say(f"purpose_{p}", language) for p in forms.PURPOSES]
+    assert titles == [say(f"purpose_{p}", language) for p in ("lecture", "research", "conference", "other")]
     events = validate(ValidateVisitForm(), dispatcher, message["buttons"][1]["payload"], "purpose", language=language)
-    assert events == [SlotSet("purpose", "research")]
+    assert slots_of(events) == {"purpose": "research", "purpose_details": None}
+
+
+TYPED_PURPOSES = [
+    ("en", "to give a lecture", "lecture"), ("en", "a talk", "lecture"), ("en", "I'd like to lecture", "lecture"),
+    ("en", "RESEARCH COOPERATION!", "research"), ("en", "attending your conference", "conference"),
+    ("zh-Hans", "讲座", "lecture"), ("zh-Hans", "做个报告", "lecture"), ("zh-Hans", "想来谈谈科研合作", "research"),
+    ("zh-Hans", "参加学术会议", "conference"), ("zh-Hant", "我想做個演講", "lecture"),
+    ("zh-Hant", "研究合作", "research"), ("zh-Hant", "參加研討會", "conference"),
+    ("ru", "лекция", "lecture"), ("ru", "Хочу прочитать лекцию", "lecture"), ("ru", "научное сотрудничество", "research"),
+    ("ru", "участие в конференции", "conference"), ("fr", "une conférence", "lecture"),
+    ("fr", "Coopération scientifique", "research"), ("fr", "participer à un colloque", "conference"),
+    ("fr", "assister à une conférence", "conference"),
+    # whatever the conversation's language
+    ("en", "讲座", "lecture"), ("zh-Hans", "une conférence", "lecture"), ("fr", "сотрудничество", "research"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("language, text, option", TYPED_PURPOSES)
+def test_a_typed_purpose_is_taken_when_it_fits_one_option(language, text, option, dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, text, "purpose", intent="nlu_fallback", language=language)
+    assert slots_of(events) == {"purpose": option, "purpose_details": None}
+    assert dispatcher.messages == []
+
+
+OTHER_PURPOSES = {"en": "to visit the campus with students", "zh-Hans": "带学生参观校园", "zh-Hant": "帶學生參觀校園",
+                  "ru": "экскурсия по кампусу", "fr": "visiter le campus avec des étudiants"}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_purpose_that_fits_no_option_is_kept_as_other_in_the_users_words(language, dispatcher):
+    text = OTHER_PURPOSES[language]
+    events = validate(ValidateVisitForm(), dispatcher, text, "purpose", intent="nlu_fallback", language=language)
+    assert slots_of(events) == {"purpose": "other", "purpose_details": text}
+    (message,) = ask(AskVisitConfirmed, dispatcher, {"language": language, **FILLED, **slots_of(events)})
+    assert text in message["text"]
+
+
+def test_a_question_asked_at_the_purpose_is_answered_not_taken_as_an_option(dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, "What conferences does NJUPT host?", "purpose",
+                      intent="ask_conferences", confidence=0.97)  # fmt: skip
+    assert texts_of(dispatcher) == [say("ask_conferences", "en"), say("form_interrupted", "en")]
+    assert events == [SlotSet("form_interruptions", 1)]
+    # then the purpose is asked again as a question, not as "I didn't catch that"
+    (message,) = ask(AskPurpose, CollectingDispatcher(), {"language": "en", "requested_slot": "purpose"},
+                     "What conferences does NJUPT host?", "ask_conferences")  # fmt: skip
+    assert message["text"] == say("form_ask_purpose", "en")
+
+
+# --- questions and commands in the middle ---------------------------------------------
 
 
 def test_a_question_in_the_middle_is_answered_and_the_form_goes_on(dispatcher):
     events = validate(ValidateVisitForm(), dispatcher, "wait, what is the office's postal address?", "email",
                       intent="ask_address", confidence=0.98)  # fmt: skip
-    assert [m["text"] for m in dispatcher.messages] == [say("ask_address", "en"), say("form_interrupted", "en")]
+    assert texts_of(dispatcher) == [say("ask_address", "en"), say("form_interrupted", "en")]
     assert events == [SlotSet("form_interruptions", 1)]  # the email is asked again
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_question_in_the_middle_is_answered_in_the_forms_language(language, dispatcher):
+    validate(ValidateVisitForm(), dispatcher, "where is the office? what's its address?", "country",
+             intent="ask_address", confidence=0.98, language=language)  # fmt: skip
+    assert texts_of(dispatcher) == [say("ask_address", language), say("form_interrupted", language)]
+    assert {m["language"] for m in dispatcher.messages} == {language}
 
 
 def test_a_name_that_looks_like_a_topic_is_still_a_name(dispatcher):
@@ -100,14 +312,20 @@ def test_a_name_that_looks_like_a_topic_is_still_a_name(dispatcher):
     assert events == [SlotSet("institution", "Queen Mary University")]
 
 
+CANCEL = {"en": "cancel", "zh-Hans": "取消", "zh-Hant": "取消", "ru": "отмена", "fr": "annuler"}
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_cancel_at_any_time(language, dispatcher):
-    events = validate(ValidateVisitForm(), dispatcher, "cancel", "country", intent="cancel", confidence=0.95,
-                      language=language)  # fmt: skip
-    assert events == [SlotSet("visit_confirmed", "cancelled"), SlotSet("requested_slot", None)]
-    finished = ActionFinishVisitRequest().run(dispatcher, make_tracker(slots={"language": language,
-                                                                              "visit_confirmed": "cancelled"}), {})  # fmt: skip
-    assert dispatcher.messages[-1]["text"] == say("request_cancelled", language)
+def test_cancel_at_any_time_stops_the_form_and_forgets_its_answers(language, dispatcher):
+    answered = {k: FILLED[k] for k in ("visitor_name", "institution")}
+    events = validate(ValidateVisitForm(), dispatcher, CANCEL[language], "country", intent="cancel", confidence=0.95,
+                      slots=answered, language=language)  # fmt: skip
+    assert ActiveLoop(None) in events and SlotSet("requested_slot", None) in events
+    assert all(slots_of(events)[slot] is None for slot in VISIT_SLOTS)
+    assert "cancelled" not in str(events)  # no sentinel value: the answers are simply gone
+    finished = ActionFinishVisitRequest().run(dispatcher, make_tracker(slots={"language": language}), DOMAIN)
+    assert texts_of(dispatcher)[-1] == say("request_cancelled", language)
+    assert dispatcher.messages[-1]["language"] == language
     assert SlotSet("visitor_name", None) in finished
 
 
@@ -116,25 +334,94 @@ FILLED = {"visitor_name": "Ada Lovelace", "institution": "University of London",
           "departure_date": f"{NEXT_YEAR}-05-12", "visit_notes": "Analytical engines"}  # fmt: skip
 
 
+# --- the summary: send, change an answer, cancel -----------------------------------------
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_the_summary_shows_every_answer(language, dispatcher):
-    ask = next(c for c in AskAction.__subclasses__() if c.slot == "visit_confirmed")()
-    ask.run(dispatcher, make_tracker(slots={"language": language, **FILLED}), {})
-    (message,) = dispatcher.messages
+    (message,) = ask(AskVisitConfirmed, dispatcher, {"language": language, "requested_slot": "visit_notes", **FILLED})
     for value in ("Ada Lovelace", "University of London", "ada@uni.example", say("purpose_lecture", language)):
         assert value in message["text"]
     assert [b["payload"] for b in message["buttons"]] == ["/affirm", "/deny", "/cancel"]
+    assert message["language"] == language
 
 
-def test_correcting_an_earlier_answer(dispatcher):
-    slots = dict(FILLED)
-    events = validate(ValidateVisitForm(), dispatcher, "/deny", "visit_confirmed", intent="deny", slots=slots)
-    assert dispatcher.messages[-1]["text"] == say("form_which_field", "en")
-    assert say("field_email", "en") in [b["title"] for b in dispatcher.messages[-1]["buttons"]]
-    assert SlotSet("visit_confirmed", None) in events
-    events = validate(ValidateVisitForm(), dispatcher, say("field_email", "en"), "visit_confirmed", slots=slots)
-    assert events == [SlotSet("email", None), SlotSet("visit_confirmed", None)]  # asked again, then the summary
+SUMMARY_ANSWERS = {
+    "yes": {"en": "yes, send it", "zh-Hans": "好的，提交吧", "zh-Hant": "確認送出", "ru": "Да, отправляйте",
+            "fr": "oui, envoyez"},
+    "change": {"en": "I need to change something", "zh-Hans": "我要修改一下", "zh-Hant": "不對", "ru": "нужно исправить",
+               "fr": "je voudrais modifier"},
+    "cancel": {"en": "don't send it", "zh-Hans": "算了，不要了", "zh-Hant": "放棄", "ru": "не отправляйте",
+               "fr": "laissez tomber"},
+}  # fmt: skip
 
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_summary_typed_yes_sends_it(language, dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, SUMMARY_ANSWERS["yes"][language], "visit_confirmed",
+                      intent="nlu_fallback", slots=FILLED, language=language)  # fmt: skip
+    assert slots_of(events) == {"visit_confirmed": True}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_summary_typed_change_asks_which_answer(language, dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, SUMMARY_ANSWERS["change"][language], "visit_confirmed",
+                      intent="nlu_fallback", slots=FILLED, language=language)  # fmt: skip
+    assert events == [SlotSet("visit_confirmed", False), SlotSet("requested_slot", "field_to_change")]
+    slots = {"language": language, "requested_slot": "field_to_change", **FILLED, "visit_confirmed": False}
+    tracker = make_tracker("x", slots=slots)
+    tracker.events = [{"event": "slot", "name": "requested_slot", "value": "visit_confirmed"},
+                      {"event": "user", "text": SUMMARY_ANSWERS["change"][language]},
+                      {"event": "slot", "name": "requested_slot", "value": "field_to_change"}]  # fmt: skip
+    AskFieldToChange().run(dispatcher, tracker, DOMAIN)
+    (message,) = dispatcher.messages
+    assert message["text"] == say("form_which_field", language)
+    assert say("field_email", language) in [b["title"] for b in message["buttons"]]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_summary_typed_cancel_cancels(language, dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, SUMMARY_ANSWERS["cancel"][language], "visit_confirmed",
+                      intent="nlu_fallback", slots=FILLED, language=language)  # fmt: skip
+    assert ActiveLoop(None) in events and slots_of(events)["email"] is None
+
+
+CHANGE_EMAIL = {"en": "change my e-mail", "zh-Hans": "邮箱写错了", "zh-Hant": "電子郵件", "ru": "исправить почту",
+                "fr": "modifier le courriel"}  # fmt: skip
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_naming_the_answer_at_the_summary_or_after_change_asks_it_again(language, dispatcher):
+    for requested, state in (("visit_confirmed", {}), ("field_to_change", {"visit_confirmed": False})):
+        events = validate(ValidateVisitForm(), dispatcher, CHANGE_EMAIL[language], requested, intent="nlu_fallback",
+                          slots={**FILLED, **state}, language=language)  # fmt: skip
+        assert slots_of(events) == {"email": None, "visit_confirmed": None, "field_to_change": None}
+
+
+def test_correcting_an_earlier_answer_with_the_buttons(dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, "/deny", "visit_confirmed", intent="deny", confidence=1,
+                      slots=FILLED)  # fmt: skip
+    assert slots_of(events) == {"visit_confirmed": False, "requested_slot": "field_to_change"}
+    events = validate(ValidateVisitForm(), dispatcher, say("field_email", "en"), "field_to_change",
+                      slots={**FILLED, "visit_confirmed": False})  # fmt: skip
+    assert slots_of(events) == {"email": None, "visit_confirmed": None, "field_to_change": None}
+    assert dispatcher.messages == []  # the form asks for the e-mail, then shows the summary again
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_an_answer_that_fits_no_option_is_asked_again_with_the_options_in_words(language, dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, "hmm blorf", "visit_confirmed", intent="nlu_fallback",
+                      slots=FILLED, language=language)  # fmt: skip
+    assert slots_of(events) == {"visit_confirmed": None}
+    (message,) = ask(AskVisitConfirmed, dispatcher, {"language": language, "requested_slot": "visit_confirmed",
+                                                     **FILLED}, "hmm blorf", "nlu_fallback")  # fmt: skip
+    for title in ("button_confirm", "button_change", "button_cancel"):
+        assert say(title, language) in message["text"]
+    assert message["text"].startswith(say("form_choose_again", language, question="", options="")[:4])
+    assert [b["payload"] for b in message["buttons"]] == ["/affirm", "/deny", "/cancel"]
+
+
+# --- back ------------------------------------------------------------------------------
 
 BACK = {"en": "back", "zh-Hans": "返回", "zh-Hant": "上一步", "ru": "Назад", "fr": "retour"}
 
@@ -157,22 +444,36 @@ def test_back_wins_over_a_cancel_and_works_from_the_summary_and_in_the_question_
     assert events == [SlotSet("office_email", None), SlotSet("form_interruptions", 1)]
 
 
+def test_back_from_which_answer_shows_the_summary_again(dispatcher):
+    events = validate(ValidateVisitForm(), dispatcher, "back", "field_to_change",
+                      slots={**FILLED, "visit_confirmed": False})  # fmt: skip
+    assert events == [SlotSet("visit_confirmed", None), SlotSet("form_interruptions", 1)]
+
+
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_back_at_the_first_question_says_there_is_nothing_to_change(language, dispatcher):
     events = validate(ValidateVisitForm(), dispatcher, BACK[language], "visitor_name", language=language)
-    assert [m["text"] for m in dispatcher.messages] == [say("form_nothing_to_go_back_to", language)]
+    assert texts_of(dispatcher) == [say("form_nothing_to_go_back_to", language)]
     assert events == [SlotSet("visitor_name", None), SlotSet("form_interruptions", 1)]
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_a_new_request_starts_by_saying_how_to_go_back_or_stop(language, dispatcher):
-    ask = next(c for c in AskAction.__subclasses__() if c.slot == "visitor_name")()
-    ask.run(dispatcher, make_tracker(slots={"language": language}), {})
-    assert [m["text"] for m in dispatcher.messages] == [say("form_visit_start", language),
-                                                        say("form_ask_visitor_name", language)]  # fmt: skip
-    dispatcher.messages.clear()  # asked again (after "back" or "change an answer"): the question alone
-    ask.run(dispatcher, make_tracker(slots={"language": language, "requested_slot": "institution"}), {})
-    assert [m["text"] for m in dispatcher.messages] == [say("form_ask_visitor_name", language)]
+    assert texts_of_ask(AskVisitorName, {"language": language}) == [
+        say("form_visit_start", language),
+        say("form_ask_visitor_name", language),
+    ]
+    # asked again (after "back" or "change an answer"): the question alone
+    assert texts_of_ask(AskVisitorName, {"language": language, "requested_slot": "institution"}) == [
+        say("form_ask_visitor_name", language)
+    ]
+
+
+def texts_of_ask(action_class, slots):
+    return [m["text"] for m in ask(action_class, CollectingDispatcher(), slots)]
+
+
+# --- saving ------------------------------------------------------------------------------
 
 
 @pytest.fixture
@@ -186,8 +487,8 @@ def database(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_a_confirmed_visit_request_is_saved_with_a_reference(language, dispatcher, database):
-    slots = {"language": language, **FILLED, "visit_confirmed": "yes"}
-    events = ActionFinishVisitRequest().run(dispatcher, make_tracker(slots=slots), {})
+    slots = {"language": language, **FILLED, "visit_confirmed": True}
+    events = ActionFinishVisitRequest().run(dispatcher, make_tracker(slots=slots), DOMAIN)
     (saved,) = database.list()
     assert (saved.ref, saved.full_name, saved.email, saved.language) == (
         f"V-{NEXT_YEAR}-0001",
@@ -196,8 +497,23 @@ def test_a_confirmed_visit_request_is_saved_with_a_reference(language, dispatche
         language,
     )
     assert saved.arrival == dt.date(NEXT_YEAR, 5, 10)
-    assert [m["text"] for m in dispatcher.messages] == [say("visit_saved", language, ref=saved.ref)]
-    assert SlotSet("email", None) in events
+    assert texts_of(dispatcher) == [say("visit_saved", language, ref=saved.ref)]
+    assert dispatcher.messages[0]["language"] == language
+    assert {"email": None, "visit_confirmed": None, "purpose_details": None}.items() <= slots_of(events).items()
+
+
+def test_an_other_purpose_is_saved_in_the_visitors_words(dispatcher, database):
+    slots = {
+        "language": "fr",
+        **FILLED,
+        "purpose": "other",
+        "purpose_details": "visite du campus",
+        "visit_confirmed": True,
+    }
+    ActionFinishVisitRequest().run(dispatcher, make_tracker(slots=slots), DOMAIN)
+    (saved,) = database.list()
+    assert saved.purpose == "other"
+    assert saved.details == say("details_purpose", "fr", purpose="visite du campus") + "\nAnalytical engines"
 
 
 def test_when_the_database_is_down_nothing_is_lost(dispatcher, monkeypatch):
@@ -205,32 +521,26 @@ def test_when_the_database_is_down_nothing_is_lost(dispatcher, monkeypatch):
     storage.store.cache_clear()
     try:
         events = ActionFinishVisitRequest().run(
-            dispatcher, make_tracker(slots={**FILLED, "visit_confirmed": "yes"}), {}
+            dispatcher, make_tracker(slots={**FILLED, "visit_confirmed": True}), DOMAIN
         )
     finally:
         storage.store.cache_clear()
-    assert [m["text"] for m in dispatcher.messages] == [say("request_not_saved", "en")]
+    assert texts_of(dispatcher) == [say("request_not_saved", "en")]
     assert events == [SlotSet("visit_confirmed", None)]  # the answers stay; confirming again retries
 
 
-FEES = {"en": "How much is the tuition fee?", "zh-Hans": "学费是多少？", "zh-Hant": "學費是多少錢？",
-        "ru": "Сколько стоит обучение?", "fr": "Combien coûtent les frais de scolarité ?"}  # fmt: skip
-
-
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_an_unanswered_question_is_offered_to_the_office_and_saved(language, dispatcher, database):
-    question = FEES[language]
-    events = ActionAnswerQuestion().run(dispatcher, make_tracker(question, "out_of_scope"), {})
-    assert [m["text"] for m in dispatcher.messages] == [say("out_of_scope", language), say("question_offer", language)]
-    assert SlotSet("last_question", question) in events
+def test_a_question_is_passed_on_and_saved(language, dispatcher, database):
+    question = "Quand ouvrent les inscriptions ?"
     slots = {"language": language, "last_question": question}
-    assert validate(ValidateQuestionForm(), dispatcher, "/affirm", "office_question", intent="affirm",
-                    slots=slots, language=language) == [SlotSet("office_question", question)]  # fmt: skip
+    events = validate(ValidateQuestionForm(), dispatcher, "/affirm", "office_question", intent="affirm",
+                      slots={**slots, "office_email": "me@uni.example"}, language=language)  # fmt: skip
+    assert events == [SlotSet("office_question", question)]
     ActionFinishOfficeQuestion().run(dispatcher, make_tracker(slots={
-        **slots, "office_email": "me@uni.example", "office_question": question}), {})  # fmt: skip
+        **slots, "office_email": "me@uni.example", "office_question": question}), DOMAIN)  # fmt: skip
     (saved,) = database.list()
     assert saved.ref.startswith("Q-") and saved.details == question
-    assert dispatcher.messages[-1]["text"] == say("question_saved", language, ref=saved.ref)
+    assert texts_of(dispatcher)[-1] == say("question_saved", language, ref=saved.ref)
 
 
 def test_the_question_can_be_rewritten(dispatcher):
@@ -239,24 +549,29 @@ def test_the_question_can_be_rewritten(dispatcher):
     assert events == [SlotSet("office_question", "Is there a scholarship for PhD students?")]
 
 
-def test_ask_visit_offers_a_visit_request(dispatcher):
-    events = ActionAnswerQuestion().run(dispatcher, make_tracker("can I come to give a lecture?", "ask_visit"), {})
-    assert [m["text"] for m in dispatcher.messages] == [say("ask_visit", "en"), say("visit_offer", "en")]
-    assert [b["payload"] for b in dispatcher.messages[1]["buttons"]] == ["/request_visit", "/deny"]
-    assert SlotSet("offer", "visit") in events
+def test_every_option_has_a_title_and_words_in_every_language():
+    from bot.core.choices import problems
+
+    assert problems() == []
+    assert set(choices().questions) >= {"purpose", "summary", "field", "visit_offer", "question_offer"}
 
 
-def test_not_understanding_twice_in_a_row_offers_to_pass_the_question_on(dispatcher):
-    tracker = make_tracker("blorf the quantum visa gizmo", "nlu_fallback")
-    tracker.events = [{"event": "user", "text": "wibble wobble", "parse_data": {"intent": {"name": "nlu_fallback"}}},
-                      {"event": "user", "text": tracker.latest_message["text"],
-                       "parse_data": {"intent": {"name": "nlu_fallback"}}}]  # fmt: skip
-    events = ActionAnswerQuestion().run(dispatcher, tracker, {})
-    assert [m["text"] for m in dispatcher.messages] == [say("nlu_fallback", "en"), say("question_offer", "en")]
-    assert SlotSet("last_question", "blorf the quantum visa gizmo") in events
+SEND_AS_IT_IS = {"en": "ok, send it as it is", "zh-Hans": "好的，就这样", "zh-Hant": "直接送出", "ru": "да, как есть",
+                 "fr": "oui, telle quelle"}  # fmt: skip
+NEW_VERSION = {"en": "How much are the fees for the joint master's?", "zh-Hans": "联合培养硕士的学费是多少？",
+               "zh-Hant": "聯合培養碩士的學費是多少？", "ru": "Сколько стоит обучение в совместной магистратуре?",
+               "fr": "Combien coûte le master conjoint ?"}  # fmt: skip
 
 
-def test_not_understanding_once_makes_no_offer(dispatcher):
-    tracker = make_tracker("blorf the quantum visa gizmo", "nlu_fallback")
-    ActionAnswerQuestion().run(dispatcher, tracker, {})
-    assert [m["text"] for m in dispatcher.messages] == [say("nlu_fallback", "en")]
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_question_to_pass_on_typed_send_keep_or_rewrite(language, dispatcher):
+    slots = {"office_email": "me@uni.example", "last_question": "Fees?"}
+    events = validate(ValidateQuestionForm(), dispatcher, SEND_AS_IT_IS[language], "office_question",
+                      intent="nlu_fallback", slots=slots, language=language)  # fmt: skip
+    assert events == [SlotSet("office_question", "Fees?")]
+    events = validate(ValidateQuestionForm(), dispatcher, NEW_VERSION[language], "office_question",
+                      intent="out_of_scope", confidence=0.9, slots=slots, language=language)  # fmt: skip
+    assert events == [SlotSet("office_question", NEW_VERSION[language])]
+    events = validate(ValidateQuestionForm(), dispatcher, CANCEL[language], "office_question",
+                      intent="nlu_fallback", slots=slots, language=language)  # fmt: skip
+    assert ActiveLoop(None) in events and slots_of(events)["office_email"] is None

@@ -172,7 +172,7 @@ def test_two_action_servers_saving_at_once_lose_nothing(tmp_path):
         def finish(i: int) -> int:
             slots = {"visitor_name": f"Visitor {i}", "institution": "Uni", "country": "UK", "email": f"v{i}@uni.example",
                      "purpose": "lecture", "arrival_date": "2030-05-10", "departure_date": "2030-05-11",
-                     "visit_notes": "", "visit_confirmed": "yes", "language": "en"}  # fmt: skip
+                     "visit_notes": "", "visit_confirmed": True, "language": "en"}  # fmt: skip
             body = {"next_action": "action_finish_visit_request", "sender_id": f"s{i}", "version": "3.6.2",
                     "domain": {}, "tracker": {"sender_id": f"s{i}", "slots": slots, "latest_message": {},
                                               "events": [], "paused": False, "followup_action": None,
