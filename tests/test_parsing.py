@@ -195,3 +195,16 @@ def test_an_unknown_dateparser_language_is_named_with_its_file_and_field(tmp_pat
     finally:
         monkeypatch.undo()
         parsing._date_languages.cache_clear()
+
+
+@pytest.mark.parametrize(
+    "text, language, expected",
+    [
+        ("10–14 May 2027", "fr", (dt.date(2027, 5, 10), dt.date(2027, 5, 14))),  # English typed in a French form
+        ("10 May 2027", "ru", (dt.date(2027, 5, 10), None)),
+        ("10-14 мая 2027", "fr", (None, None)),  # never a wrong date: the form tries the other languages
+    ],
+)
+def test_a_date_in_another_language_is_read_right_or_not_at_all(text, language, expected):
+    answer = read_dates(text, language, TODAY)
+    assert (answer.start, answer.end) == expected

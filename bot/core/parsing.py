@@ -151,30 +151,43 @@ def _dateparser(today: dt.date):
 
 
 def _search(text: str, parsers: tuple[str, ...], today: dt.date) -> list[_Found]:
-    """The date expressions dateparser finds in ``text``, in the first language that finds any."""
+    """The date expressions dateparser finds in ``text``, in the language whose dates cover most
+    of it (the first such language on a tie): "10 May 2027" in a French conversation is read in
+    English, not as the "10" that French finds alone."""
+    best: list[_Found] = []
+    best_cover = 0
+    for code in parsers:
+        found = _search_in(code, text, today)
+        cover = sum(len(f.words) for f in found if f.date) + sum(
+            1 for f in found if _weekday_in(f.translated) is not None
+        )
+        if cover > best_cover:
+            best, best_cover = found, cover
+    return best
+
+
+def _search_in(code: str, text: str, today: dt.date) -> list[_Found]:
+    """The date expressions dateparser finds in ``text`` read in the language ``code``."""
     from dateparser.languages.loader import default_loader
 
     settings, english = _dateparser(today)
-    for code in parsers:
-        try:
-            # dateparser's own search: translate into English, then parse each piece in English
-            translated, words = default_loader.get_locale(code).translate_search(text, settings=settings)
-        except IndexError:  # dateparser 1.2 stumbles on some Chinese texts
-            continue
-        found = []
-        for english_text, original in zip(translated, words, strict=False):
-            data = english.get_date_data(english_text)
-            if not data.date_obj and len(english_text.split()) > 2 and len(original.split()) > 2:
-                # a first word read as a unit ("с 10 мая": "second 10 may"): read the rest
-                english_rest, original_rest = english_text.split(maxsplit=1)[1], original.split(maxsplit=1)[1]
-                rest = english.get_date_data(english_rest)
-                if rest.date_obj:
-                    data, english_text, original = rest, english_rest, original_rest
-            date = data.date_obj.date() if data.date_obj else None
-            found.append(_Found(original.strip(), english_text, date, data.period))
-        if any(f.date for f in found) or any(_weekday_in(f.translated) is not None for f in found):
-            return found
-    return []
+    try:
+        # dateparser's own search: translate into English, then parse each piece in English
+        translated, words = default_loader.get_locale(code).translate_search(text, settings=settings)
+    except IndexError:  # dateparser 1.2 stumbles on some Chinese texts
+        return []
+    found = []
+    for english_text, original in zip(translated, words, strict=False):
+        data = english.get_date_data(english_text)
+        if not data.date_obj and len(english_text.split()) > 2 and len(original.split()) > 2:
+            # a first word read as a unit ("с 10 мая": "second 10 may"): read the rest
+            english_rest, original_rest = english_text.split(maxsplit=1)[1], original.split(maxsplit=1)[1]
+            rest = english.get_date_data(english_rest)
+            if rest.date_obj:
+                data, english_text, original = rest, english_rest, original_rest
+        date = data.date_obj.date() if data.date_obj else None
+        found.append(_Found(original.strip(), english_text, date, data.period))
+    return found
 
 
 def _weekday_in(translated: str) -> int | None:
@@ -240,6 +253,12 @@ def _implied_year(f: _Found) -> bool:
     return bool(re.search(r"\d", f.words)) and not _YEAR.search(f.words) and not _RELATIVE.search(f.translated)
 
 
+def _only_numbers(words: str) -> bool:
+    """One or two numbers and no word ("14", "10-14"): no day by itself (a full numeric date
+    such as "10.05.2027" is read before, by ``_numeric``)."""
+    return not re.search(r"[^\W\d_]", words) and len(re.findall(r"\d+", words)) < 3
+
+
 def _days(text: str, lang: _DateLanguage, today: dt.date) -> list[dt.date]:
     """The days that ``text`` names, in order, by dateparser (years implied filled in)."""
     found = _search(text, lang.parsers, today)
@@ -248,8 +267,8 @@ def _days(text: str, lang: _DateLanguage, today: dt.date) -> list[dt.date]:
         return [shifted]
     days = []
     for f in found:
-        if f.date is None or f.period != "day" or f.words.isdigit():
-            continue  # "next year", "May 2027", "next week", a bare "14": not a day
+        if f.date is None or f.period != "day" or _only_numbers(f.words):
+            continue  # "next year", "May 2027", "next week", a bare "14" or "10-14": not a day
         date = f.date
         if _implied_year(f):
             date = _next_not_past(date, days[0] if days else today)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import yaml
 
+from bot.core import choices
 from bot.core.facts import FactsError, load_facts
 from bot.core.languages import LanguagesError, registry
 from bot.core.paths import DOMAIN_FILE, NLU_DIR
@@ -57,11 +58,12 @@ def example_problems(directory: Path, minimum: int, intents: list[str]) -> list[
 
 
 def problems() -> list[str]:
-    """Every problem of the languages, facts, texts and training examples."""
+    """Every problem of the languages, facts, texts, typed options and training examples."""
     try:
         registry()
         load_facts()
         found = load_texts().problems()
     except (LanguagesError, FactsError, TextsError) as error:
         return [str(error)]
+    found += choices.problems()
     return found + example_problems(NLU_DIR, MIN_TRAINING_EXAMPLES, domain_intents())
