@@ -15,6 +15,9 @@ from .conftest import LANGUAGES
 
 MIN_ACCURACY = 0.92
 MAX_OUT_OF_SCOPE_FALSE_ACCEPTS = 0.05
+# Questions that name a known thing but ask for what the brief does not give
+# ("who is the director of the department?"): tests/nlu_holdout/near_miss/.
+MAX_NEAR_MISS_FALSE_ACCEPTS = 0.05
 
 
 @pytest.mark.parametrize(
@@ -83,6 +86,15 @@ def test_scoring_counts_a_fallback_on_an_out_of_scope_question_as_right():
     assert result.confusions[0][2] == 1
 
 
+def test_near_misses_are_scored_apart_from_the_other_questions():
+    result = score("en", [("hi", "greet", "greet"), ("fees?", "out_of_scope", "out_of_scope")],
+                   [("the director's name?", "ask_department"), ("the website?", "out_of_scope"),
+                    ("queen mary deadline", "nlu_fallback"), ("nyit tuition", "ask_nyit_college")])  # fmt: skip
+    assert (result.accuracy, result.out_of_scope_false_accepts) == (1.0, 0.0)
+    assert (result.near_misses, result.near_miss_false_accepts) == (4, 0.5)
+    assert result.near_miss_errors == [("the director's name?", "ask_department"), ("nyit tuition", "ask_nyit_college")]
+
+
 @pytest.fixture(scope="module")
 def held_out(model: Path) -> dict[str, LanguageResult]:
     return evaluate(model)
@@ -102,4 +114,15 @@ def test_out_of_scope_questions_are_not_given_a_topic_answer(held_out, language)
     result = held_out[language]
     assert result.out_of_scope_false_accepts <= MAX_OUT_OF_SCOPE_FALSE_ACCEPTS, (
         f"{language}: {result.out_of_scope_false_accepts:.1%} of out-of-scope questions got a topic's answer"
+    )
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_near_miss_questions_are_not_given_the_answer_of_what_they_name(held_out, language):
+    result = held_out[language]
+    accepted = "\n".join(f"  {t!r}: got {p}" for t, p in result.near_miss_errors)
+    assert result.near_misses >= 12, f"{language}: only {result.near_misses} near-miss questions"
+    assert result.near_miss_false_accepts <= MAX_NEAR_MISS_FALSE_ACCEPTS, (
+        f"{language}: {result.near_miss_false_accepts:.1%} of near-miss questions got a topic's answer\n{accepted}"
     )
