@@ -9,7 +9,7 @@ from bot.cli.servers import ROOT
 from bot.core.paths import NLU_DIR
 from bot.core.validation import read_examples
 from bot.plugins.nlu import HashedNgramFeaturizer, MultilingualTokenizer, epochs_for, split
-from bot.tools.evaluate import LanguageResult, evaluate, score
+from bot.tools.evaluate import REJECTIONS, LanguageResult, evaluate, predict, score
 
 from .conftest import LANGUAGES
 
@@ -126,3 +126,22 @@ def test_near_miss_questions_are_not_given_the_answer_of_what_they_name(held_out
     assert result.near_miss_false_accepts <= MAX_NEAR_MISS_FALSE_ACCEPTS, (
         f"{language}: {result.near_miss_false_accepts:.1%} of near-miss questions got a topic's answer\n{accepted}"
     )
+
+
+# The questions of issue 11 §4 and, next to them, questions about the same things
+# that the brief does answer.
+NEAR_MISSES = ["Who is the director of the Department of Overseas Cooperation and Exchange?",
+               "what's the website of the international office?",
+               "how much is the tuition for the NYIT joint programme?",
+               "Queen Mary 联合硕士的申请截止日期是什么时候", "какой балл IELTS нужен для совместной магистратуры",
+               "quelle est l'adresse e-mail du bureau ?", "what's the phone number at 66 New Mofan Road"]  # fmt: skip
+ANSWERED = {"what does the department do": "ask_department", "how can i contact the office": "ask_address",
+            "国际处联系方式": "ask_address", "что делает международный отдел": "ask_department",
+            "où se trouve le bureau ?": "ask_address", "what is the APT training base": "ask_apt"}  # fmt: skip
+
+
+@pytest.mark.model
+def test_a_question_about_what_the_brief_lacks_is_not_answered_by_what_it_names(model):
+    predicted = dict(zip(NEAR_MISSES + list(ANSWERED), predict(model, NEAR_MISSES + list(ANSWERED)), strict=True))
+    assert {t: predicted[t] for t in NEAR_MISSES if predicted[t] not in REJECTIONS} == {}
+    assert {t: predicted[t] for t in ANSWERED} == ANSWERED

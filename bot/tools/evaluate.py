@@ -104,6 +104,11 @@ async def _predict(model: Path, texts: list[str]) -> list[str]:
     return predicted
 
 
+def predict(model: Path, texts: list[str]) -> list[str]:
+    """The intent the model gives each text (``nlu_fallback`` when it gives none)."""
+    return asyncio.run(_predict(model, texts))
+
+
 def evaluate(model: Path = MODEL, holdout: Path = HOLDOUT_DIR,
              near_miss: Path = NEAR_MISS_DIR) -> dict[str, LanguageResult]:  # fmt: skip
     """Parses every held-out question with the model; results per language."""
@@ -114,7 +119,7 @@ def evaluate(model: Path = MODEL, holdout: Path = HOLDOUT_DIR,
         if (near_miss / f"{code}.yml").exists():
             for intent, examples in read_examples(near_miss / f"{code}.yml").items():
                 rows += [(code, text, intent, True) for text in examples]
-    predicted = asyncio.run(_predict(model, [text for _, text, _, _ in rows]))
+    predicted = predict(model, [text for _, text, _, _ in rows])
     pairs: dict[str, list[tuple[str, str, str]]] = {code: [] for code, *_ in rows}
     near: dict[str, list[tuple[str, str]]] = {code: [] for code, *_ in rows}
     for (code, text, intent, is_near_miss), guess in zip(rows, predicted, strict=True):
