@@ -2,14 +2,21 @@
 
     python -m bot.tools.evaluate [--model models/njupt.tar.gz] [--no-plots]
 
-Writes ``reports/evaluation.md`` (accuracy, macro-F1, out-of-scope false accepts
-and the most frequent confusions, per language) and ``reports/evaluation.json``;
+Writes ``reports/evaluation.md`` (accuracy, macro-F1, out-of-scope and near-miss
+false accepts and the most frequent confusions, per language) and ``reports/evaluation.json``;
 unless ``--no-plots``, also Rasa's own report and plots (``rasa test nlu``) in
 ``reports/rasa/``. The tests use ``evaluate()`` to guard each language.
 
 An out-of-scope question counts as handled when the model says ``out_of_scope``
 or ``nlu_fallback`` (both make the bot say it has no such information); it is a
 *false accept* when the model gives it a topic's answer instead.
+
+Near-miss questions name something the bot knows but ask for what the brief does
+not give ("who is the director of the department?", "Queen Mary 联合硕士的申请截止日期").
+They live in their own files, ``tests/nlu_holdout/near_miss/<language>.yml``, all
+``out_of_scope``; they are scored apart from the main held-out set: their false
+accepts are reported on their own and do not count in the accuracy, the macro-F1
+or the out-of-scope false accepts, which stay those of ``tests/nlu_holdout/<language>.yml``.
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from pathlib import Path
 from bot.core.languages import registry
 from bot.core.paths import MODEL, ROOT
 from bot.core.validation import read_examples
-from bot.tools.datacheck import HOLDOUT_DIR
+from bot.tools.datacheck import HOLDOUT_DIR, NEAR_MISS_DIR
 
 REPORTS = ROOT / "reports"
 REJECTIONS = {"out_of_scope", "nlu_fallback"}
@@ -41,14 +48,20 @@ class LanguageResult:
     out_of_scope_false_accepts: float
     confusions: list[tuple[str, str, int]] = field(default_factory=list)
     errors: list[tuple[str, str, str]] = field(default_factory=list)  # text, expected, predicted
+    near_misses: int = 0
+    near_miss_false_accepts: float = 0.0
+    near_miss_errors: list[tuple[str, str]] = field(default_factory=list)  # text, predicted
 
 
 def correct(expected: str, predicted: str) -> bool:
     return predicted == expected or (expected == "out_of_scope" and predicted in REJECTIONS)
 
 
-def score(language: str, pairs: list[tuple[str, str, str]]) -> LanguageResult:
-    """Scores (text, expected, predicted) triples of one language."""
+def score(language: str, pairs: list[tuple[str, str, str]],
+          near_misses: list[tuple[str, str]] = ()) -> LanguageResult:  # fmt: skip
+    """Scores (text, expected, predicted) triples of one language, and its near-miss
+    questions apart as (text, predicted) pairs."""
+    accepted = [(t, p) for t, p in near_misses if p not in REJECTIONS]
     right = sum(correct(e, p) for _, e, p in pairs)
     normal = [(e, e if correct(e, p) else p) for _, e, p in pairs]
     f1s = []
@@ -68,6 +81,9 @@ def score(language: str, pairs: list[tuple[str, str, str]]) -> LanguageResult:
         out_of_scope_false_accepts=false_accepts / len(oos) if oos else 0.0,
         confusions=[(e, p, n) for (e, p), n in confusions.most_common(5)],
         errors=[(t, e, p) for t, e, p in pairs if not correct(e, p)],
+        near_misses=len(near_misses),
+        near_miss_false_accepts=len(accepted) / len(near_misses) if near_misses else 0.0,
+        near_miss_errors=accepted,
     )
 
 
@@ -88,36 +104,55 @@ async def _predict(model: Path, texts: list[str]) -> list[str]:
     return predicted
 
 
-def evaluate(model: Path = MODEL, holdout: Path = HOLDOUT_DIR) -> dict[str, LanguageResult]:
+def predict(model: Path, texts: list[str]) -> list[str]:
+    """The intent the model gives each text (``nlu_fallback`` when it gives none)."""
+    return asyncio.run(_predict(model, texts))
+
+
+def evaluate(model: Path = MODEL, holdout: Path = HOLDOUT_DIR,
+             near_miss: Path = NEAR_MISS_DIR) -> dict[str, LanguageResult]:  # fmt: skip
     """Parses every held-out question with the model; results per language."""
-    rows = []
+    rows = []  # language, text, expected intent, is a near miss
     for code in registry().codes:
         for intent, examples in read_examples(holdout / f"{code}.yml").items():
-            rows += [(code, text, intent) for text in examples]
-    predicted = asyncio.run(_predict(model, [text for _, text, _ in rows]))
-    by_language: dict[str, list[tuple[str, str, str]]] = {}
-    for (code, text, intent), guess in zip(rows, predicted, strict=True):
-        by_language.setdefault(code, []).append((text, intent, guess))
-    return {code: score(code, pairs) for code, pairs in by_language.items()}
+            rows += [(code, text, intent, False) for text in examples]
+        if (near_miss / f"{code}.yml").exists():
+            for intent, examples in read_examples(near_miss / f"{code}.yml").items():
+                rows += [(code, text, intent, True) for text in examples]
+    predicted = predict(model, [text for _, text, _, _ in rows])
+    pairs: dict[str, list[tuple[str, str, str]]] = {code: [] for code, *_ in rows}
+    near: dict[str, list[tuple[str, str]]] = {code: [] for code, *_ in rows}
+    for (code, text, intent, is_near_miss), guess in zip(rows, predicted, strict=True):
+        if is_near_miss:
+            near[code].append((text, guess))
+        else:
+            pairs[code].append((text, intent, guess))
+    return {code: score(code, pairs[code], near[code]) for code in pairs}
 
 
 def markdown(results: dict[str, LanguageResult], model: Path) -> str:
     lines = [
-        "| language | questions | intent accuracy | macro-F1 | out-of-scope false accepts |",
-        "|---|---:|---:|---:|---:|",
+        "| language | questions | intent accuracy | macro-F1 | out-of-scope false accepts "
+        "| near-miss questions | near-miss false accepts |",
+        "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results.values():
         lines.append(
             f"| {r.language} | {r.examples} | {r.accuracy:.1%} | {r.macro_f1:.3f} "
-            f"| {r.out_of_scope_false_accepts:.1%} |"
+            f"| {r.out_of_scope_false_accepts:.1%} | {r.near_misses} | {r.near_miss_false_accepts:.1%} |"
         )
     lines += ["", "Most frequent confusions (expected → predicted, count):", ""]
     for r in results.values():
         pairs = ", ".join(f"{e} → {p} ({n})" for e, p, n in r.confusions) or "none"
         lines.append(f"- **{r.language}**: {pairs}")
+    lines += ["", "Near-miss questions given a topic's answer (question → predicted):", ""]
+    for r in results.values():
+        accepted = ", ".join(f"{t!r} → {p}" for t, p in r.near_miss_errors) or "none"
+        lines.append(f"- **{r.language}**: {accepted}")
     return (
         f"# NLU evaluation on the held-out questions\n\nModel: `{model.name}`; questions: "
-        f"`tests/nlu_holdout/` (never trained on). Made by `make evaluate`.\n\n" + "\n".join(lines) + "\n"
+        f"`tests/nlu_holdout/`, near misses in `tests/nlu_holdout/near_miss/` (never trained on). "
+        f"Made by `make evaluate`.\n\n" + "\n".join(lines) + "\n"
     )
 
 
