@@ -109,7 +109,7 @@ def test_the_lang_command_switches_whatever_the_intent(dispatcher):
     tracker = make_tracker("/lang ru", "nlu_fallback", slots={"language": "en"})
     texts, events = run(ActionAnswerQuestion(), tracker, dispatcher)
     assert texts == [say("language_switched", "ru")]
-    assert events == [SlotSet("language", "ru")]
+    assert events == [SlotSet("language", "ru"), SlotSet("language_chosen", True)]
 
 
 def test_a_language_request_without_a_language_offers_buttons(dispatcher):

@@ -9,7 +9,7 @@ import yaml
 from bot.core.facts import FACTS_FILE, FactsError, load_facts
 from bot.core.languages import Registry, load_registry
 from bot.core.paths import LANGUAGES_FILE
-from bot.core.texts import TextsError, fact_values, load_texts, placeholders_of, say
+from bot.core.texts import TextsError, fact_values, load_texts, placeholders_of, say, texts
 from bot.core.validation import example_problems, fact_name_problems
 from bot.tools.datacheck import leak_problems, problems
 
@@ -135,7 +135,7 @@ def test_the_validator_lists_every_short_intent_with_its_line(tmp_path):
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_the_welcome_lists_every_language_from_the_registry(language):
-    assert "{languages}" in load_texts().raw("web_welcome", language)  # filled by code, never by hand
+    assert "{languages}" in texts().raw("web_welcome", language)  # filled by code, never by hand
     welcome = say("web_welcome", language)
     for code in LANGUAGES:
         assert say("language_name", code) in welcome, code
@@ -143,13 +143,13 @@ def test_the_welcome_lists_every_language_from_the_registry(language):
 
 def extras(key: str, language: str) -> dict[str, str]:
     """A stand-in for each placeholder that is not a fact (a reference, a user's answer)."""
-    return {name: "…" for name in placeholders_of(load_texts().raw(key, language)) - fact_values(language).keys()}
+    return {name: "…" for name in placeholders_of(texts().raw(key, language)) - fact_values(language).keys()}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_text_renders_with_the_facts(language):
-    texts = load_texts()
-    for key in texts.by_language["en"]:
+    source = texts()
+    for key in source.by_language["en"]:
         rendered = say(key, language, **extras(key, language))
         assert "{" not in rendered and rendered.strip(), key
 
@@ -182,7 +182,7 @@ NOT_IN_THE_BRIEF = re.compile(r"\S+@(?!example\.)\S+|https?://|www\.|\+\d[\d ()-
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_no_text_invents_contact_details(language):
-    texts = load_texts()
-    for key in texts.by_language["en"]:
+    source = texts()
+    for key in source.by_language["en"]:
         rendered = say(key, language, **extras(key, language))
         assert not NOT_IN_THE_BRIEF.search(rendered), (key, rendered)

@@ -22,6 +22,8 @@ from bot.core.languages import Registry, registry, to_traditional
 from bot.core.paths import TEXTS_DIR
 
 logger = logging.getLogger(__name__)
+# libyaml when installed: the line numbers of the checks cost no time
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class TextsError(ValueError):
@@ -46,7 +48,7 @@ def _key_lines(path: Path) -> dict[str, int]:
     """Top-level key -> its line number (none when the file does not exist)."""
     if not path.exists():
         return {}
-    root = yaml.compose(path.read_text(encoding="utf-8"))
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=LOADER)
     if not isinstance(root, yaml.MappingNode):
         return {}
     return {k.value: k.start_mark.line + 1 for k, _ in root.value if isinstance(k, yaml.ScalarNode)}

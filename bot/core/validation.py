@@ -15,7 +15,7 @@ import yaml
 from bot.core.facts import FactsError, load_facts
 from bot.core.languages import LanguagesError, Registry, registry
 from bot.core.paths import DOMAIN_FILE, FACTS_FILE, NLU_DIR
-from bot.core.texts import TextsError, load_texts
+from bot.core.texts import LOADER, TextsError, load_texts
 
 MIN_TRAINING_EXAMPLES = 15
 
@@ -31,7 +31,7 @@ def read_examples(path: Path) -> dict[str, list[str]]:
 
 def read_example_lines(path: Path) -> dict[str, list[tuple[str, int]]]:
     """Intent -> (example, line number) of a Rasa NLU YAML file, in file order."""
-    root = yaml.compose(path.read_text(encoding="utf-8"))
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=LOADER)
     examples: dict[str, list[tuple[str, int]]] = {}
     nlu = _child(root, "nlu")
     for block in nlu.value if isinstance(nlu, yaml.SequenceNode) else []:
@@ -87,7 +87,7 @@ def example_problems(directory: Path, minimum: int, intents: list[str]) -> list[
 
 def _intent_lines(path: Path) -> dict[str, int]:
     """Intent -> the line of its first `- intent:` in a Rasa NLU YAML file."""
-    nlu = _child(yaml.compose(path.read_text(encoding="utf-8")), "nlu")
+    nlu = _child(yaml.compose(path.read_text(encoding="utf-8"), Loader=LOADER), "nlu")
     lines: dict[str, int] = {}
     for block in nlu.value if isinstance(nlu, yaml.SequenceNode) else []:
         intent = _child(block, "intent")
@@ -102,7 +102,7 @@ def fact_name_problems(path: Path = FACTS_FILE, languages: Registry | None = Non
     languages = languages or registry()
     base = [code for code, lang in languages.languages.items() if not lang.derive_from]
     try:
-        root = yaml.compose(path.read_text(encoding="utf-8"))
+        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=LOADER)
     except (OSError, yaml.YAMLError) as error:
         return [f"{path}: cannot read: {error}"]
     found: list[str] = []
