@@ -99,8 +99,10 @@ def free_port() -> int:
 def servers(model: Path, tmp_path_factory: pytest.TempPathFactory):
     """The real action server, Rasa server and web chat, shared by every end-to-end test.
 
-    With the web chat, Rasa runs with a random auth token (its HTTP API on, the
-    web chat reads the tracker) and CORS for the web chat's origin only.
+    Never stopped or restarted by a test: a test that restarts a server starts
+    its own stack (``own_servers``). Rasa's HTTP API is on with a random token
+    (tests read trackers through it); the per-address rate limit is lifted, as
+    the whole suite talks from one address (tests/test_security.py checks it).
     """
     database = tmp_path_factory.mktemp("db") / "bot.db"
     running = Servers(
@@ -108,11 +110,39 @@ def servers(model: Path, tmp_path_factory: pytest.TempPathFactory):
         rasa_port=free_port(),
         action_port=free_port(),
         web_port=free_port(),
-        env={"DATABASE_URL": f"sqlite:///{database}"},
+        auth_token=os.urandom(16).hex(),
+        env={
+            "DATABASE_URL": f"sqlite:///{database}",
+            "RATE_LIMIT_PER_IP": "0",
+            "WEB_FRAME_ANCESTORS": "'self' http://office.example",  # tests/test_web.py's office site
+        },
         log_dir=tmp_path_factory.mktemp("logs"),
     )
     with running:
         yield running
+
+
+@pytest.fixture
+def own_servers(model: Path, tmp_path: Path):
+    """A small stack of the test's own (action and Rasa servers; ``web=True`` adds the web chat),
+    for tests that stop or restart servers. Started by calling it; stopped after the test."""
+    started: list[Servers] = []
+
+    def start(web: bool = False, env: dict[str, str] | None = None) -> Servers:
+        stack = Servers(
+            model=model,
+            rasa_port=free_port(),
+            action_port=free_port(),
+            web_port=free_port() if web else None,
+            env={"DATABASE_URL": f"sqlite:///{tmp_path / 'bot.db'}", "RATE_LIMIT_PER_IP": "0", **(env or {})},
+            log_dir=tmp_path / "logs",
+        )
+        started.append(stack)
+        return stack.start()
+
+    yield start
+    for stack in started:
+        stack.stop()
 
 
 def post(url: str, body: Any, timeout: float = 60) -> tuple[int, Any]:

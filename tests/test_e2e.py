@@ -13,7 +13,7 @@ from bot.cli.servers import Servers
 from bot.core.languages import detect
 from bot.core.texts import say
 
-from .conftest import LANGUAGES, post, sample, unsupported
+from .conftest import LANGUAGES, Chat, post, sample, unsupported
 
 pytestmark = pytest.mark.e2e
 
@@ -211,8 +211,9 @@ def test_malformed_requests_get_a_clear_error(servers, body, status):
     assert code == status and "error" in reply
 
 
-def test_conversations_persist_across_restarts(servers: Servers, chat):
-    user = chat()
+def test_conversations_persist_across_restarts(own_servers):
+    servers = own_servers()
+    user = Chat(servers, "restarted-user")
     assert user.ask("Parlez-vous français ?") == say("language_switched", "fr")
     servers.stop()
     servers.start()
@@ -220,16 +221,15 @@ def test_conversations_persist_across_restarts(servers: Servers, chat):
     assert language_of(user.ask("NYIT ?")) == "fr"
 
 
-def test_when_the_action_server_is_down_the_user_gets_an_apology(servers: Servers, chat):
-    action_server = servers.processes[0]
+def test_when_the_action_server_is_down_the_user_gets_an_apology(own_servers):
+    servers = own_servers()
+    action_server = servers.process("action server")
     action_server.stop()
-    try:
-        assert chat().ask("Where is the international office?") == say("unavailable", "en")
-        assert chat().ask("国际处在哪里？") == say("unavailable", "zh-Hans")
-    finally:
-        action_server.start()
-        servers.wait_ready(120)
-    assert "210003" in chat().ask("Where is the international office?")
+    assert Chat(servers, "down-1").ask("Where is the international office?") == say("unavailable", "en")
+    assert Chat(servers, "down-2").ask("国际处在哪里？") == say("unavailable", "zh-Hans")
+    action_server.start()
+    servers.wait_ready(120)
+    assert "210003" in Chat(servers, "down-3").ask("Where is the international office?")
 
 
 def test_conversations_are_kept_in_postgresql_with_one_variable(model, postgres_url, tmp_path):

@@ -6,7 +6,6 @@ import pytest
 from rasa_sdk.events import SlotSet
 
 from actions import forms
-from bot.core import storage
 from actions.answers import ActionAnswerQuestion
 from actions.forms import (
     ActionFinishOfficeQuestion,
@@ -15,7 +14,7 @@ from actions.forms import (
     ValidateQuestionForm,  # fmt: skip
     ValidateVisitForm,
 )
-from bot.core.parsing import parse_date
+from bot.core import storage
 from bot.core.texts import say
 
 from .conftest import LANGUAGES, make_tracker
@@ -31,17 +30,6 @@ def validate(action, dispatcher, text, requested, intent="inform", confidence=0.
     tracker = make_tracker(text, intent, slots={"language": language, "requested_slot": requested, **(slots or {})})
     tracker.latest_message["intent"]["confidence"] = confidence
     return action.run(dispatcher, tracker, {})
-
-
-@pytest.mark.parametrize("text", ["2027-05-10", "10/05/2027", "10.05.2027", "May 10, 2027", "10 May 2027",
-                                  "2027年5月10日", "10 mai 2027", "10 мая 2027", "10 мая 2027 г."])  # fmt: skip
-def test_dates_in_every_language_and_common_formats(text):
-    assert parse_date(text) == dt.date(2027, 5, 10)
-
-
-@pytest.mark.parametrize("text", ["next week", "31 February 2027", "2027", "10 Foo 2027", ""])
-def test_what_is_not_a_date(text):
-    assert parse_date(text) is None
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -14,9 +14,8 @@ import urllib.request
 import pytest
 import sqlalchemy as sa
 
-from bot.core import storage
 from bot.cli.servers import ROOT, Process, answers
-from bot.cli.staff import purge_conversations
+from bot.core import privacy, storage
 from bot.core.storage import OfficeRequest, RequestNotFound, RequestStore
 
 from .conftest import free_port
@@ -121,7 +120,7 @@ def test_the_staff_command(tmp_path):
     missing = bot("show", "V-1999-0001", url=url)
     assert missing.returncode == 1 and "no request" in missing.stderr
     purged = bot("purge", "--older-than", "0", url=url)
-    assert purged.returncode == 0 and "2 request(s) older than 0 days deleted" in purged.stdout
+    assert purged.returncode == 0 and "2 request(s) and 0 conversation(s) older than 0 days deleted" in purged.stdout
     assert "0 request(s)" in bot("list", "--status", "all", url=url).stdout
 
 
@@ -144,12 +143,12 @@ def test_bot_conversations_purge_deletes_idle_conversations_whole(database_url, 
     assert refused.returncode == 2 and "whole number of days" in refused.stderr
     purged = subprocess.run([*purge, "365"], capture_output=True, text=True, timeout=120)
     assert purged.returncode == 0, purged.stderr
-    assert "1 conversation(s) idle for more than 365 days deleted" in purged.stdout
+    assert "0 request(s) and 1 conversation(s) older than 365 days deleted" in purged.stdout
     store = EnvSQLTrackerStore(domain=Domain.empty())
     assert sorted(asyncio.run(store.keys())) == ["new", "ongoing"]
     ongoing = asyncio.run(store.retrieve("ongoing"))
     assert [e.text for e in ongoing.events if isinstance(e, UserUttered)] == ["my e-mail is ongoing@uni.example"] * 2
-    assert purge_conversations(0, url=f"sqlite:///{tmp_path / 'no-conversations-yet.db'}") == 0
+    assert privacy.purge(0, url=f"sqlite:///{tmp_path / 'no-conversations-yet.db'}") == privacy.Erased()
 
 
 def test_two_action_servers_saving_at_once_lose_nothing(tmp_path):

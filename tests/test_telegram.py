@@ -29,7 +29,6 @@ from sanic import Sanic
 from telegram import User
 
 from actions.answers import language_buttons
-from bot.cli import main as cli
 from bot.channels.telegram.bridge import (
     SECRET_HEADER,
     Payloads,
@@ -44,8 +43,9 @@ from bot.channels.telegram.bridge import (
     utf16_length,
 )
 from bot.channels.telegram.webhook import TelegramWebhook
-from bot.core.paths import ROOT, VAR
+from bot.cli import main as cli
 from bot.core.languages import detect
+from bot.core.paths import ROOT, VAR
 from bot.core.texts import say
 
 from .conftest import free_port

@@ -1,9 +1,9 @@
-"""The web chat (bot/web.py, bot/channels/web/static/) in real headless Chromium, driven by Playwright.
+"""The web chat (bot/channels/web/server.py and static/) in real headless Chromium, driven by Playwright.
 
     .venv/bin/pytest tests/test_web.py
 
-Chromium is Debian's package (``apt-get install -y chromium``; ``.ci/run`` does it
-when missing), launched through ``executable_path``: Playwright downloads no
+Chromium is Debian's package (``make test`` installs it when missing: ``make
+browser``), launched through ``executable_path``: Playwright downloads no
 browser. The page is served by the web process of the shared ``servers``
 fixture (conftest.py) in front of the real Rasa and action servers, so every
 answer below comes from the trained model and the department's facts. The
@@ -35,6 +35,8 @@ pytestmark = pytest.mark.e2e
 expect.set_options(timeout=30_000)
 
 XSS = "<img src=x onerror=alert(1)>"
+# The office's site, allowed to embed the chat (the servers fixture's WEB_FRAME_ANCESTORS).
+OFFICE_SITE = "http://office.example"
 
 
 # --- fixtures and helpers -----------------------------------------------------------
@@ -111,7 +113,8 @@ def test_the_page_has_the_office_name_a_welcome_and_suggestions_from_its_origin(
     expect(page.get_by_role("textbox", name=say("web_input_label", "en"))).to_be_visible()
     expect(page.get_by_role("button", name=say("web_send", "en"))).to_be_visible()
     expect(page.get_by_role("combobox", name=say("web_language_label", "en"))).to_have_value("auto")
-    assert servers.auth_token and servers.auth_token not in page.content()
+    for token in (servers.auth_token, *servers.channel_tokens.values()):
+        assert token and token not in page.content()
     context.close()
     # Nothing from a CDN or a font service: every request went to the chat server.
     assert requests and all(url.startswith(servers.web_url + "/") for url in requests), requests
@@ -303,10 +306,14 @@ def test_a_reload_shows_the_history_read_back_from_the_server(new_page):
     assert sender_of(stranger) != sender_of(page)
 
 
-def test_when_rasa_is_down_the_page_says_so_keeps_everything_and_recovers(servers, page: Page):
+def test_when_rasa_is_down_the_page_says_so_keeps_everything_and_recovers(browser: Browser, own_servers):
+    servers = own_servers(web=True)
+    context = browser.new_context(locale="en-GB")
+    page = context.new_page()
+    page.goto(servers.web_url + "/")
     ask(page, "Where is the international office?")
     expect(bot_said(page)).to_have_count(1)
-    rasa = servers.processes[1]
+    rasa = servers.process("Rasa server")
     rasa.stop()
     try:
         ask(page, "Which degrees are open to international students?")
@@ -333,18 +340,50 @@ def test_when_rasa_is_down_the_page_says_so_keeps_everything_and_recovers(server
     page.get_by_role("textbox").press("Enter")
     expect(bot_said(page)).to_have_count(3)
     expect(bot_said(page).last).to_contain_text("210003")
+    context.close()
 
 
 # --- the embed snippet ---------------------------------------------------------------------------
 
 
-def test_the_embed_snippet_opens_the_chat_on_another_site(browser: Browser, servers: Servers):
+@pytest.mark.parametrize("language", ["en", "ru"])
+def test_over_the_rate_limit_the_page_asks_to_wait_politely_and_sends_later(new_page, language):
+    locale = {"en": "en-GB", "ru": "ru-RU"}[language]
+    page = new_page(locale=locale)
+    refused: list[str] = []
+
+    def too_fast(route: Route) -> None:  # the server's answer over the limit, once
+        refused.append(route.request.url)
+        page.unroute("**/api/message", too_fast)
+        route.fulfill(status=429, headers={"Retry-After": "2"}, json={"error": "too many requests"})
+
+    page.route("**/api/message", too_fast)
+    question = {"en": "Where is the international office?", "ru": "Где находится международный отдел?"}[language]
+    ask(page, question)
+    expect(page.get_by_role("alert")).to_have_text(say("web_rate_limited", language))
+    expect(page.locator(".message.pending")).to_have_count(1)
+    # after Retry-After the page sends it again by itself, and the answer comes
+    expect(bot_said(page)).to_contain_text(["210003"])
+    expect(page.get_by_role("alert")).to_be_hidden()
+    assert len(refused) == 1
+
+
+def _office_site(browser: Browser, servers: Servers, origin: str) -> Page:
+    """A page of another site (``origin``, served by Playwright) with the embed snippet."""
     context = browser.new_context(locale="en-GB")
     page = context.new_page()
-    page.set_content(
+    html = (
         '<html lang="fr"><body><h1>Site du bureau</h1>'
         f'<script src="{servers.web_url}/embed.js" defer></script></body></html>'
     )
+    page.route(f"{origin}/", lambda route: route.fulfill(body=html, content_type="text/html"))
+    page.goto(f"{origin}/")
+    return page
+
+
+def test_the_embed_snippet_opens_the_chat_on_another_site(browser: Browser, servers: Servers):
+    page = _office_site(browser, servers, OFFICE_SITE)  # listed in WEB_FRAME_ANCESTORS
+    context = page.context
     opener = page.get_by_role("button", name=say("web_open_chat", "fr"))
     expect(opener).to_have_attribute("aria-expanded", "false")
     expect(page.locator("iframe")).to_have_count(0)  # nothing loaded until asked
@@ -364,31 +403,45 @@ def test_the_embed_snippet_opens_the_chat_on_another_site(browser: Browser, serv
     context.close()
 
 
+def test_a_site_not_listed_in_frame_ancestors_cannot_show_the_chat(browser: Browser, servers: Servers):
+    page = _office_site(browser, servers, "http://elsewhere.example")
+    with page.expect_console_message(lambda message: "frame-ancestors" in message.text, timeout=30_000):
+        page.get_by_role("button", name=say("web_open_chat", "fr")).click()
+    expect(page.frame_locator("iframe").get_by_role("log")).to_have_count(0)
+    page.context.close()
+
+
 # --- the API behind the page (no browser) ------------------------------------------------------
 
 
 def test_the_history_is_rebuilt_from_the_tracker_events():
     buttons = [{"title": "Français", "payload": '/change_language{"language":"fr"}'}]
+    yes = [{"title": "Oui", "payload": "/affirm"}]
+    hint = {"language": "en-GB"}  # the interface language the page sent the message in
     events = [
         {"event": "action", "name": "action_session_start"},
         {"event": "session_started"},
-        {"event": "user", "text": "/lang"},
+        {"event": "user", "text": "/lang", "metadata": hint},
         {"event": "slot", "name": "language", "value": "en"},
-        {"event": "bot", "text": "Which language?", "data": {"buttons": buttons}},
+        {"event": "bot", "text": "Which language?", "data": {"buttons": buttons}, "metadata": {"language": "en"}},
         {"event": "action", "name": "action_listen"},
-        {"event": "user", "text": '/change_language{"language":"fr"}'},
-        {"event": "bot", "text": "D'accord.", "data": {}},
+        {"event": "user", "text": '/change_language{"language":"fr"}', "metadata": hint},
+        {"event": "bot", "text": "D'accord ?", "data": {"buttons": yes}, "metadata": {"language": "fr"}},
+        {"event": "user", "text": "/affirm", "metadata": hint},
         {"event": "user", "text": '/change_language{"language": "ru"}'},
         {"event": "bot", "text": "", "data": {}},
-        {"event": "user", "text": XSS},
+        {"event": "user", "text": XSS, "metadata": {"language": "xx"}},
+        {"event": "bot", "text": "?", "data": {}, "metadata": {"language": "xx"}},
     ]
     assert conversation(events) == [
-        {"role": "user", "text": "/lang", "buttons": []},
-        {"role": "bot", "text": "Which language?", "buttons": buttons},
-        {"role": "user", "text": "Français", "buttons": []},
-        {"role": "bot", "text": "D'accord.", "buttons": []},
-        {"role": "user", "text": "Русский", "buttons": []},
-        {"role": "user", "text": XSS, "buttons": []},
+        {"role": "user", "text": "/lang", "buttons": [], "language": "en"},
+        {"role": "bot", "text": "Which language?", "buttons": buttons, "language": "en"},
+        {"role": "user", "text": "Français", "buttons": [], "language": "fr"},
+        {"role": "bot", "text": "D'accord ?", "buttons": yes, "language": "fr"},
+        {"role": "user", "text": "Oui", "buttons": [], "language": "fr"},  # the button's language
+        {"role": "user", "text": "Русский", "buttons": [], "language": "ru"},
+        {"role": "user", "text": XSS, "buttons": [], "language": None},
+        {"role": "bot", "text": "?", "buttons": [], "language": None},
     ]
 
 
@@ -409,16 +462,18 @@ def test_rasa_allows_the_page_origin_only(servers: Servers):
     assert "Access-Control-Allow-Origin" not in headers
 
 
-def test_the_web_api_reads_only_web_conversations_and_keeps_the_token(servers: Servers, chat):
-    chat(sender="42").ask("hello")  # a conversation of another channel (a Telegram chat id, say)
-    for sender in ("42", "alice", "web-short", "web-" + "x" * 200):
+def test_the_web_api_reads_only_web_conversations_and_keeps_the_tokens(servers: Servers, chat):
+    chat(sender="42").ask("hello")  # a conversation of another client of the REST channel
+    for sender in ("42", "alice", "web-short", "web-" + "x" * 200, "telegram-42"):
         status, _, _ = _get(f"{servers.web_url}/api/history/{sender}")
         assert status == 404, sender
     status, _, _ = _get(f"{servers.rasa_url}/conversations/42/tracker")
-    assert status == 401  # Rasa's API needs the token, which only the web process has
+    assert status == 401  # Rasa's admin API needs its token, which the web process does not have
     status, headers, body = _get(servers.web_url + "/")
     assert status == 200 and "script-src 'self'" in headers["Content-Security-Policy"]
-    assert servers.auth_token.encode() not in body
+    assert "frame-ancestors 'self'" in headers["Content-Security-Policy"]
+    for token in (servers.auth_token, *servers.channel_tokens.values()):
+        assert token.encode() not in body
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -23,20 +23,21 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import secrets
 import signal
 import sys
 import time
 
 from bot.cli import staff
 from bot.cli.servers import ServerError, Servers
+from bot.core import privacy
 from bot.core.paths import MODEL
+
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 
 
 def run(args: argparse.Namespace) -> int:
-    # The web chat reads conversations through Rasa's HTTP API: it always gets a token.
-    given_token = os.environ.get("RASA_AUTH_TOKEN") or None
-    token = given_token or secrets.token_urlsafe(24)
+    # Rasa's HTTP API (its admin API) is on only when RASA_AUTH_TOKEN is set.
+    token = os.environ.get("RASA_AUTH_TOKEN") or None
     servers = Servers(model=args.model, rasa_port=args.rasa_port, action_port=args.action_port,
                       host=args.host, auth_token=token, web_port=args.web_port,
                       web_host=args.web_host, cors=os.environ.get("WEB_CORS_ORIGIN") or None)  # fmt: skip
@@ -53,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"Ready in {time.monotonic() - started:.0f} s. Talk to the bot:")
     print(f"""  curl -s {webhook} -H 'Content-Type: application/json' \\
        -d '{{"sender": "me", "message": "Where is the international office?"}}'""")
-    print(f"  .venv/bin/rasa shell --model {args.model} --endpoints endpoints.yml   (in another terminal)")
     print(f"  web chat: {servers.web_url}/   (Rasa's CORS: {servers.cors} only; set WEB_CORS_ORIGIN)")
-    random = "a random token (set RASA_AUTH_TOKEN to choose it)"
-    print("  HTTP API: enabled with " + ("RASA_AUTH_TOKEN" if given_token else random))
+    print("  Rasa's HTTP API: " + ("on, with RASA_AUTH_TOKEN" if token else "off (set RASA_AUTH_TOKEN to turn it on)"))
+    print(
+        f"  listening on {args.host} only"
+        + (" (set BOT_HOST / WEB_HOST to serve other machines)" if args.host in LOOPBACK else "")
+    )
     print(f"  {telegram_status(servers)}")
     print(f"Logs in {servers.log_dir}. Ctrl-C stops everything.")
     stop = False
@@ -67,10 +70,15 @@ def run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
+    retention = retention_days()
+    next_purge = time.monotonic()
     try:
         while not stop:
             for process in servers.processes:
                 process.check_alive()
+            if retention and time.monotonic() >= next_purge:
+                apply_retention(retention)
+                next_purge = time.monotonic() + 86400
             time.sleep(1)
     except ServerError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -79,6 +87,22 @@ def run(args: argparse.Namespace) -> int:
         print("\nStopping…")
         servers.stop()
     return 0
+
+
+def retention_days() -> int:
+    """RETENTION_DAYS: how long requests and conversations are kept (0: for ever)."""
+    value = os.environ.get("RETENTION_DAYS", str(privacy.DEFAULT_RETENTION_DAYS))
+    return int(value) if value.isdigit() else privacy.DEFAULT_RETENTION_DAYS
+
+
+def apply_retention(days: int) -> None:
+    """The retention purge, at start and then daily while `bot run` runs."""
+    try:
+        erased = privacy.purge(days)
+    except Exception:  # the bot keeps serving; the next day tries again
+        logging.getLogger(__name__).exception("the retention purge failed")
+        return
+    print(f"  retention ({days} days): {erased.requests} request(s), {erased.conversations} conversation(s) erased")
 
 
 def telegram_status(servers: Servers) -> str:

@@ -1,11 +1,21 @@
-"""Start and stop the action server, the Rasa server and the web chat, as `make run` and the tests do.
+"""Start and stop the bot's processes, as `make run` and the tests do.
 
-    with Servers(model=Path("models/njupt.tar.gz")) as servers:
-        ...  # both answer at servers.rasa_url and servers.action_url
+    with Servers(model=Path("models/njupt.tar.gz"), web_port=8080) as servers:
+        ...  # they answer at servers.rasa_url, servers.action_url, servers.web_url
 
-Each server runs as a child process with its log in ``var/log/``; the servers
-are ready when their health endpoints answer, and stopped with SIGTERM (then
-SIGKILL) on exit.
+The processes: the action server (``python -m actions``), the Rasa server
+(``python -m bot.cli.rasa_server``), the web chat (``python -m bot.channels.web``)
+when ``web_port`` is set, and the Telegram bridge (``python -m
+bot.channels.telegram``) when ``telegram`` is set. Each runs as a child process
+with its log in ``var/log/``; they are ready when their health endpoints answer,
+and stopped with SIGTERM (then SIGKILL) on exit.
+
+Every server listens on ``host`` (default 127.0.0.1, the loopback only). The
+secrets they share are made here at each start and passed in the environment of
+the processes that need them, never on a command line: the action server's
+token (Rasa sends it), each channel's token (``bot.core.senders``: the web chat
+and the Telegram bridge get only their own), and Rasa's HTTP API token
+(``auth_token``; the API is off without one).
 """
 
 from __future__ import annotations
@@ -17,12 +27,20 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
+import yaml
+
 from bot.core.paths import MODEL, ROOT, VAR
+
+AUTH_TOKEN = "RASA_AUTH_TOKEN"
+# Secrets shared between the processes: each is given only to those that need it.
+SECRETS = (AUTH_TOKEN, "ACTION_SERVER_TOKEN", "WEB_CHANNEL_TOKEN", "TELEGRAM_CHANNEL_TOKEN")
+# The largest request body Rasa reads (Sanic's default is 100 MB): ample for a
+# 20,000-character message or a Telegram update.
+MAX_REQUEST_BYTES = 1024 * 1024
 
 
 class ServerError(RuntimeError):
@@ -31,9 +49,8 @@ class ServerError(RuntimeError):
 
 def answers(url: str, timeout: float = 2.0) -> bool:
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as reply:
-            return reply.status == 200
-    except (urllib.error.URLError, OSError, ValueError):
+        return httpx.get(url, timeout=timeout).status_code == 200
+    except httpx.HTTPError:
         return False
 
 
@@ -103,6 +120,7 @@ class Servers:
     # as another process, started once Rasa answers.
     telegram: bool = False
     processes: list[Process] = field(default_factory=list)
+    channel_tokens: dict[str, str] = field(default_factory=dict)
 
     @property
     def rasa_url(self) -> str:
@@ -119,21 +137,34 @@ class Servers:
         return f"http://{'localhost' if local else self.web_host}:{self.web_port}"
 
     def _endpoints(self) -> Path:
-        """endpoints.yml, pointed at this action server's port."""
-        text = (ROOT / "endpoints.yml").read_text(encoding="utf-8")
-        text = text.replace("http://localhost:5055/webhook", f"{self.action_url}/webhook")
+        """endpoints.yml, pointed at this action server; its token is read from the environment
+        (Rasa expands ``${ACTION_SERVER_TOKEN}``), so the file holds no secret."""
+        endpoints = yaml.safe_load((ROOT / "endpoints.yml").read_text(encoding="utf-8"))
+        endpoints["action_endpoint"] = {
+            "url": f"{self.action_url}/webhook",
+            "headers": {"X-Action-Token": "${ACTION_SERVER_TOKEN}"},
+        }
+        text = yaml.safe_dump(endpoints, sort_keys=False)
+        assert "X-Action-Token: ${ACTION_SERVER_TOKEN}" in text  # plain, or Rasa would not expand it
         path = VAR / f"endpoints.{self.action_port}.yml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
         return path
 
     def _env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if k not in SECRETS}
         env.setdefault("RASA_TELEMETRY_ENABLED", "false")
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         env.setdefault("PYTHONPATH", str(ROOT))
         env.update(self.env)
         return env
+
+    def _secrets(self) -> dict[str, str]:
+        """The shared secrets: from the environment when set there, else random for this start."""
+        made = {name: os.environ.get(name) or secrets.token_urlsafe(24) for name in SECRETS if name != AUTH_TOKEN}
+        if self.auth_token:
+            made[AUTH_TOKEN] = self.auth_token
+        return made
 
     def start(self, timeout: float = 240.0) -> Servers:
         if not self.model.exists():
@@ -142,31 +173,31 @@ class Servers:
             if port and port_in_use(self.host, port):
                 raise ServerError(f"port {port} is already in use: is the bot already running?")
         if self.web_port:
-            self.auth_token = self.auth_token or secrets.token_urlsafe(24)
             self.cors = self.cors or self.web_url
-        env = self._env()
-        action = [sys.executable, "-m", "rasa_sdk", "--actions", "actions", "--port", str(self.action_port)]
+        env, shared = self._env(), self._secrets()
+        self.channel_tokens = {name: shared[name] for name in ("WEB_CHANNEL_TOKEN", "TELEGRAM_CHANNEL_TOKEN")}
+        action = [sys.executable, "-m", "actions", "--host", self.host, "--port", str(self.action_port)]
+        action_env = {**env, "ACTION_SERVER_TOKEN": shared["ACTION_SERVER_TOKEN"]}
         rasa = [
-            sys.executable, "-m", "rasa", "run", "--model", str(self.model),
+            sys.executable, "-m", "bot.cli.rasa_server", "--model", str(self.model),
             "--port", str(self.rasa_port), "--interface", self.host,
             "--credentials", str(ROOT / "credentials.yml"), "--endpoints", str(self._endpoints()),
         ]  # fmt: skip
-        if self.auth_token:
-            rasa += ["--enable-api", "--auth-token", self.auth_token]
         if self.cors:
             rasa += ["--cors", self.cors]
+        rasa_env = {**env, **shared, "SANIC_REQUEST_MAX_SIZE": str(MAX_REQUEST_BYTES)}
         self.processes = [
             Process("action server", action, f"{self.action_url}/health",
-                    self.log_dir / f"actions-{self.action_port}.log", env),
+                    self.log_dir / f"actions-{self.action_port}.log", action_env),
             Process("Rasa server", rasa, f"{self.rasa_url}/webhooks/rest/",
-                    self.log_dir / f"rasa-{self.rasa_port}.log", env),
+                    self.log_dir / f"rasa-{self.rasa_port}.log", rasa_env),
         ]  # fmt: skip
         if self.web_port:
             web = [sys.executable, "-m", "bot.channels.web", "--host", self.web_host,
                    "--port", str(self.web_port), "--rasa-url", self.rasa_url]  # fmt: skip
             local = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
             health = f"http://{local}:{self.web_port}/api/health"
-            web_env = {**env, "RASA_AUTH_TOKEN": self.auth_token or ""}
+            web_env = {**env, "WEB_CHANNEL_TOKEN": shared["WEB_CHANNEL_TOKEN"]}
             web_log = self.log_dir / f"web-{self.web_port}.log"
             self.processes.append(Process("web chat", web, health, web_log, web_env))
         for process in self.processes:
@@ -179,7 +210,8 @@ class Servers:
         if self.telegram:  # after Rasa answers, so that no waiting update gets an apology
             bridge = [sys.executable, "-m", "bot.channels.telegram", "--rasa-url", self.rasa_url]
             log = self.log_dir / f"telegram-{self.rasa_port}.log"
-            self.processes.append(Process("Telegram bridge", bridge, None, log, env))
+            bridge_env = {**env, "TELEGRAM_CHANNEL_TOKEN": shared["TELEGRAM_CHANNEL_TOKEN"]}
+            self.processes.append(Process("Telegram bridge", bridge, None, log, bridge_env))
             self.processes[-1].start()
         return self
 
@@ -196,6 +228,13 @@ class Servers:
                 raise ServerError(f"{names} not ready after {timeout:.0f} s; see {self.log_dir}")
             if waiting:
                 time.sleep(0.5)
+
+    def process(self, name: str) -> Process:
+        """The process called ``name`` ("action server", "Rasa server", "web chat", "Telegram bridge")."""
+        found = [process for process in self.processes if process.name == name]
+        if not found:
+            raise KeyError(f"no {name} in {[p.name for p in self.processes]}")
+        return found[0]
 
     def stop(self) -> None:
         for process in reversed(self.processes):

@@ -3,8 +3,13 @@
     bot requests list [--status open|closed|all] [--kind visit|question] [--format table|csv|json]
     bot requests show REF
     bot requests close REF [--note TEXT]
-    bot requests purge --older-than DAYS
+    bot requests erase REF
+    bot requests purge --older-than DAYS       (same as bot conversations purge)
     bot conversations purge --older-than DAYS
+
+A purge deletes every request older than DAYS with the whole conversation it
+came from, and every conversation idle for DAYS with its requests, then
+compacts the database (``bot.core.privacy``).
 
 Reads the database of ``DATABASE_URL`` (SQLite file var/bot.db by default).
 """
@@ -15,19 +20,32 @@ import argparse
 import csv
 import datetime as dt
 import json
+import re
 import sys
-import time
 
-from bot.core.database import open_engine
+from bot.core import privacy
 from bot.core.storage import KINDS, RequestNotFound, RequestStore, rows
 
 TABLE_COLUMNS = ("ref", "status", "created_at", "full_name", "institution", "email", "purpose", "arrival", "details")
 
 
+# Terminal control characters (escape sequences) and bidirectional overrides in
+# visitors' text are shown as nothing: they could rewrite the staff's terminal.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# A spreadsheet runs a cell that starts with one of these as a formula.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
 def _text(value: object, width: int | None = None) -> str:
     text = "" if value is None else value.isoformat(" ", "minutes") if isinstance(value, dt.datetime) else str(value)
-    text = " ".join(text.split())
+    text = " ".join(CONTROL.sub(" ", text).split())
     return text if width is None or len(text) <= width else text[: width - 1] + "…"
+
+
+def _cell(value: object) -> str:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula."""
+    text = _text(value)
+    return "'" + text if text.startswith(FORMULA_START) else text
 
 
 def list_requests(args: argparse.Namespace) -> int:
@@ -38,7 +56,7 @@ def list_requests(args: argparse.Namespace) -> int:
     elif args.format == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=list(found[0]) if found else ["ref"])
         writer.writeheader()
-        writer.writerows({k: _text(v) for k, v in row.items()} for row in found)
+        writer.writerows({k: _cell(v) for k, v in row.items()} for row in found)
     else:
         table = [[_text(row[c], 40) for c in TABLE_COLUMNS] for row in found]
         widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(TABLE_COLUMNS)]
@@ -69,40 +87,21 @@ def days(text: str) -> int:
     return int(text)
 
 
-def purge_requests(args: argparse.Namespace) -> int:
-    count = RequestStore().purge(args.older_than)
-    print(f"{count} request(s) older than {args.older_than} days deleted")
+def purge(args: argparse.Namespace) -> int:
+    """Both purges erase requests and conversations together: one holds what the other does."""
+    erased = privacy.purge(args.older_than)
+    print(
+        f"{erased.requests} request(s) and {erased.conversations} conversation(s) "
+        f"older than {args.older_than} days deleted; the database was compacted"
+    )
     return 0
 
 
-def purge_conversations(older_than_days: int, url: str | None = None, now: float | None = None) -> int:
-    """Deletes the conversations with no event in the last ``older_than_days`` days; returns how many.
-
-    A conversation is deleted whole (Rasa's ``events`` table, all rows of its
-    sender), never cut short: one still going on keeps its beginning.
-    """
-    import sqlalchemy as sa
-
-    engine = open_engine(url)
-    try:
-        if not sa.inspect(engine).has_table("events"):
-            return 0  # no conversation yet
-        events = sa.Table("events", sa.MetaData(), autoload_with=engine)
-        cutoff = (time.time() if now is None else now) - older_than_days * 86400
-        stale = (
-            sa.select(events.c.sender_id).group_by(events.c.sender_id).having(sa.func.max(events.c.timestamp) < cutoff)
-        )  # fmt: skip
-        with engine.begin() as connection:
-            senders = connection.execute(stale).scalars().all()
-            connection.execute(events.delete().where(events.c.sender_id.in_(stale.scalar_subquery())))
-        return len(senders)
-    finally:
-        engine.dispose()
-
-
-def purge_conversations_command(args: argparse.Namespace) -> int:
-    count = purge_conversations(args.older_than)
-    print(f"{count} conversation(s) idle for more than {args.older_than} days deleted")
+def erase_request(args: argparse.Namespace) -> int:
+    erased = privacy.erase_request(args.ref)
+    if not erased.requests:
+        raise RequestNotFound(args.ref)
+    print(f"{args.ref} deleted, with {erased.conversations} conversation(s); the database was compacted")
     return 0
 
 
@@ -132,12 +131,16 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     close.add_argument("ref")
     close.add_argument("--note")
     close.set_defaults(handler=handle_not_found(close_request))
-    purge = sub.add_parser("purge", help="delete requests older than DAYS (personal data)")
-    purge.add_argument("--older-than", type=days, required=True, metavar="DAYS")
-    purge.set_defaults(handler=purge_requests)
+    erase = sub.add_parser("erase", help="delete a request and its conversation now (a person's demand)")
+    erase.add_argument("ref")
+    erase.set_defaults(handler=handle_not_found(erase_request))
+    purge_help = "delete requests and conversations older than DAYS (personal data)"
+    purge_parser = sub.add_parser("purge", help=purge_help)
+    purge_parser.add_argument("--older-than", type=days, required=True, metavar="DAYS")
+    purge_parser.set_defaults(handler=purge)
 
     parser = commands.add_parser("conversations", help="the conversations kept in the tracker store")
     sub = parser.add_subparsers(dest="conversations_command", required=True)
-    purge = sub.add_parser("purge", help="delete conversations idle for more than DAYS (personal data)")
-    purge.add_argument("--older-than", type=days, required=True, metavar="DAYS")
-    purge.set_defaults(handler=purge_conversations_command)
+    purge_parser = sub.add_parser("purge", help=purge_help)
+    purge_parser.add_argument("--older-than", type=days, required=True, metavar="DAYS")
+    purge_parser.set_defaults(handler=purge)

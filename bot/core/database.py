@@ -56,9 +56,10 @@ def open_engine(url: str | None = None):
     url = url or database_url()
     if make_url(url).get_backend_name() == "sqlite":
         path = connection_arguments(url)["db"]  # absolute, its folder created
-        return sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30})
+        return sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 30}, hide_parameters=True)
     ensure_database(url)
-    return sa.create_engine(url, pool_pre_ping=True)
+    # hide_parameters: an error never prints a visitor's name or e-mail into a log
+    return sa.create_engine(url, pool_pre_ping=True, hide_parameters=True)
 
 
 def ensure_database(url: str) -> None:

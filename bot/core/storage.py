@@ -1,15 +1,16 @@
 """Visit requests and messages to the office, kept in a real database.
 
 SQLAlchemy (1.4, as Rasa 3.6 ships) on the database named by ``DATABASE_URL``
-(bot/stores.py): a SQLite file by default, PostgreSQL in production. The schema
+(``bot.core.database``): a SQLite file by default, PostgreSQL in production. The schema
 is created on first use and upgraded in place by numbered migrations, so no
 request is lost when it changes. References (``V-2027-0001`` for visits,
 ``Q-2026-0001`` for questions) come from a counter row updated in the same
 transaction as the insert, so concurrent writers (several action-server
 workers) never lose a request or share a reference.
 
-Personal data (names, e-mails, questions) lives only in the ``requests`` table;
-nothing here logs it.
+Personal data (names, e-mails, questions) lives in the ``office_requests``
+table (and, as typed, in the conversations of the tracker store); nothing here
+logs it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from bot.core.database import open_engine
 logger = logging.getLogger(__name__)
 
 KINDS = {"visit": "V", "question": "Q"}
+# The key of the PostgreSQL advisory lock held while the schema changes.
+MIGRATION_LOCK = 0x6E6A7570
 STATUSES = ("open", "closed")
 
 metadata = sa.MetaData()
@@ -142,14 +145,22 @@ class RequestStore:
             return 0
         return version
 
+    def _lock(self, connection: Connection) -> None:
+        """PostgreSQL: one process at a time changes the schema (the lock ends with the
+        transaction); SQLite's BEGIN IMMEDIATE already serialises writers."""
+        if self.engine.dialect.name == "postgresql":
+            connection.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
+
     def upgrade(self) -> int:
         """Applies the migrations not applied yet; returns the schema version."""
         with self.engine.begin() as connection:
+            self._lock(connection)
             version = self.schema_version(connection)
         for number, migration in enumerate(MIGRATIONS, start=1):
             if number <= version:
                 continue
             with self.engine.begin() as connection:
+                self._lock(connection)
                 if self.schema_version(connection) >= number:  # another process did it
                     continue
                 migration(connection)

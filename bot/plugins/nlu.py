@@ -12,8 +12,10 @@ tokenizer cannot split Chinese, so ``config.yml`` uses this one:
   Cyrillic; French or English for Latin, by the message's language), so the
   word features see "университета" and "университет" as one word.
 
-Char n-gram features (``CountVectorsFeaturizer`` with ``char_wb``) then make
-the model robust to typos and to words jieba segments differently.
+``HashedNgramFeaturizer`` then counts word stems, word pairs and char 1-5-grams
+of each word, hashed into a fixed number of columns: the char n-grams make the
+model robust to typos and to words jieba segments differently, and the fixed
+width keeps the classifier the same size whatever the number of languages.
 
 ``BudgetedDIETClassifier`` is Rasa's DIET with its training length set by the
 number of examples it sees, so that adding a language does not multiply the

@@ -13,6 +13,13 @@ What it adds:
   stack trace;
 * only known metadata keys (``language``: the channel's language hint) reach
   the conversation;
+* a sender id of another channel (``web-…``, ``telegram-…``) is refused (403)
+  unless the request carries that channel's token (``bot.core.senders``);
+* rate limits per client address and per conversation, and a cap on requests
+  in flight (``bot.core.ratelimit``): over them, a 429 with ``Retry-After``;
+* ``GET /webhooks/rest/history/<sender>`` gives one conversation's events to
+  the channel that owns it (its token required): the web chat reads its
+  history there, without Rasa's admin API and its token;
 * each reply carries ``"language"``: the language it is written in (the
   actions tag their messages; see ``actions.answers.tag_language``);
 * when the bot produced no reply at all (action server down, an internal
@@ -21,6 +28,8 @@ What it adds:
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -33,6 +42,9 @@ from sanic.response import HTTPResponse
 
 from bot.core.languages import choose
 from bot.core.limits import MAX_MESSAGE_CHARS, MAX_SENDER_CHARS
+from bot.core.privacy import ERASE_CONVERSATION, erase_sender
+from bot.core.ratelimit import Busy, RateLimits, client_ip, trusted_proxies
+from bot.core.senders import TOKEN_HEADER, channel_token_variable, may_use
 from bot.core.texts import say
 
 logger = logging.getLogger(__name__)
@@ -76,9 +88,15 @@ def apology(text: str, metadata: dict[str, Any]) -> dict[str, str]:
 
 
 class LanguageCollectingChannel(CollectingOutputChannel):
-    """Rasa's collecting channel, keeping each reply's ``language`` (bot message metadata)."""
+    """Rasa's collecting channel, keeping each reply's ``language`` (bot message metadata),
+    and noting a reply after which the conversation is to be erased ("forget me")."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.erase = False
 
     async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
+        self.erase = self.erase or bool(message.pop(ERASE_CONVERSATION, False))
         language = message.get("language")
         before = len(self.messages)
         await super().send_response(recipient_id, message)
@@ -87,8 +105,24 @@ class LanguageCollectingChannel(CollectingOutputChannel):
                 sent["language"] = language
 
 
+async def erase_conversation(tracker_store: Any, sender: str) -> None:
+    """Deletes every stored event of one conversation ("forget me"), then compacts the database."""
+    engine = getattr(tracker_store, "engine", None)
+    if engine is None:  # not a SQL tracker store: nothing is kept on disk
+        return
+    await asyncio.get_running_loop().run_in_executor(None, functools.partial(erase_sender, sender, engine=engine))
+
+
+def too_many(retry_after: int) -> HTTPResponse:
+    return response.json({"error": "too many requests"}, status=429, headers={"Retry-After": str(retry_after)})
+
+
 class RestChannel(RestInput):
-    """Rasa's REST channel with request checks, the language hint and an apology."""
+    """Rasa's REST channel with request checks, limits, the language hint and an apology."""
+
+    def __init__(self) -> None:
+        self.limits = RateLimits.from_env()
+        self.proxies = trusted_proxies()
 
     @classmethod
     def name(cls) -> str:
@@ -111,13 +145,40 @@ class RestChannel(RestInput):
                 sender, text, metadata = parse_request(body)
             except BadRequest as error:
                 return response.json({"error": str(error)}, status=error.status)
+            token = request.headers.get(TOKEN_HEADER)
+            if not may_use(sender, token):
+                return response.json({"error": "this conversation belongs to another channel"}, status=403)
+            # A channel's own server (a valid token) limits its users by address itself.
+            ip = (
+                None
+                if channel_token_variable(sender)
+                else client_ip(request.ip, request.headers.get("X-Forwarded-For"), self.proxies)
+            )
+            retry_after = await self.limits.check(ip=ip, sender=sender)
+            if retry_after:
+                return too_many(retry_after)
             collector = LanguageCollectingChannel()
             try:
-                await on_new_message(UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata))
+                async with self.limits.slot():
+                    await on_new_message(
+                        UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
+                    )
+            except Busy as busy:
+                return too_many(busy.retry_after)
             except Exception:
-                logger.exception("could not handle a message from sender %s", sender)
+                logger.exception("could not handle a message (%s)", type(self).__name__)
             if not collector.messages:
                 collector.messages.append({"recipient_id": sender, **apology(text, metadata)})
+            if collector.erase:  # Rasa has stored the turn: now the conversation can go
+                await erase_conversation(request.app.ctx.agent.tracker_store, sender)
             return response.json(collector.messages)
+
+        @webhook.route("/history/<sender>", methods=["GET"])
+        async def history(request: Request, sender: str) -> HTTPResponse:
+            if not channel_token_variable(sender) or not may_use(sender, request.headers.get(TOKEN_HEADER)):
+                return response.json({"error": "unknown conversation"}, status=404)
+            tracker = await request.app.ctx.agent.tracker_store.retrieve_full_tracker(sender)
+            events = [event.as_dict() for event in tracker.events_after_latest_restart()] if tracker else []
+            return response.json({"events": events})
 
         return webhook

@@ -6,14 +6,17 @@ Registered in ``endpoints.yml`` as ``tracker_store: {type: bot.plugins.stores.En
 * ``DATABASE_URL=postgresql://postgres@127.0.0.1:5432/njupt_bot``: PostgreSQL;
   the database is created when it does not exist yet.
 
-Conversations survive restarts either way.
+Conversations survive restarts either way. The engine hides statement
+parameters from its errors and logs (``hide_parameters``): an error on an
+insert would otherwise print the user's message.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from rasa.core.tracker_store import SQLTrackerStore
+import sqlalchemy as sa
+from rasa.core.tracker_store import SQLTrackerStore, create_engine_kwargs
 
 from bot.core.database import connection_arguments, database_url
 
@@ -24,3 +27,7 @@ class EnvSQLTrackerStore(SQLTrackerStore):
     def __init__(self, domain=None, event_broker=None, **kwargs: Any) -> None:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("dialect", "host", "port", "db")}
         super().__init__(domain=domain, event_broker=event_broker, **connection_arguments(database_url()), **kwargs)
+        url = self.engine.url
+        self.engine.dispose()
+        self.engine = sa.create_engine(url, hide_parameters=True, **create_engine_kwargs(url))
+        self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)

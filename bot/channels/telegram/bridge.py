@@ -60,7 +60,6 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 from weakref import WeakValueDictionary
 
-import httpx
 from telegram import (
     Bot,
     BotCommand,
@@ -77,6 +76,8 @@ from telegram.ext import Application, ContextTypes, TypeHandler
 from telegram.warnings import PTBDeprecationWarning
 
 from bot.core.languages import choose, registry, warm_up
+from bot.core.rasa_client import RasaClient, RasaRefused
+from bot.core.rasa_client import RasaUnavailable as CoreRasaUnavailable
 from bot.core.texts import say
 
 logger = logging.getLogger("bot.channels.telegram.bridge")  # not __main__ under `python -m`
@@ -155,31 +156,20 @@ def quiet_http_logs() -> None:
 
 
 class RestRasa:
-    """Asks Rasa over the REST channel: ``POST {url}/webhooks/rest/webhook``."""
+    """Asks Rasa over the REST channel (``bot.core.rasa_client``), as the Telegram channel:
+    its token (``TELEGRAM_CHANNEL_TOKEN``) lets it speak for ``telegram-`` conversations."""
 
     def __init__(self, url: str, timeout: float = RASA_TIMEOUT) -> None:
-        self.url = url.rstrip("/") + "/webhooks/rest/webhook"
-        self.timeout = timeout
-        self._client: httpx.AsyncClient | None = None
+        self.client = RasaClient(url, channel_token=os.environ.get("TELEGRAM_CHANNEL_TOKEN"), timeout=timeout)
 
     async def __call__(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
-        if self._client is None:
-            self._client = httpx.AsyncClient(timeout=self.timeout)
-        body = {"sender": sender, "message": text, "metadata": metadata}
         try:
-            response = await self._client.post(self.url, json=body)
-            response.raise_for_status()
-            replies = response.json()
-        except (httpx.HTTPError, ValueError) as error:
-            raise RasaUnavailable(type(error).__name__) from error
-        if not isinstance(replies, list):
-            raise RasaUnavailable("the REST channel did not return a list")
-        return [reply for reply in replies if isinstance(reply, dict)]
+            return await self.client.send(sender, text, metadata)
+        except (CoreRasaUnavailable, RasaRefused) as error:
+            raise RasaUnavailable(str(error)) from error
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        await self.client.close()
 
 
 # --- Telegram messages -------------------------------------------------------------

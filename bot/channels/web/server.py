@@ -3,28 +3,33 @@
     python -m bot.channels.web.server --rasa-url http://127.0.0.1:5005 [--host 127.0.0.1] [--port 8080]
 
 ``bot run`` (``make run``) starts it next to the Rasa server and gives both the
-same ``RASA_AUTH_TOKEN`` (a random one when unset). It serves the page in
+web channel's token (``WEB_CHANNEL_TOKEN``, random at each start): with it, and
+only with it, this server may speak for ``web-`` conversations on Rasa's REST
+channel and read their history (``bot.core.senders``); it has no access to
+Rasa's admin API. It serves the page in
 ``bot/channels/web/static/`` (plain HTML, CSS and JavaScript: no build step, nothing fetched from
 elsewhere) and, on the same origin, the only URLs the page calls:
 
     POST /api/message           {"sender", "message", "language"} -> Rasa's REST channel
                                 -> [{"text", "buttons": [{"title", "payload"}]}]
     GET  /api/history/<sender>  the conversation, read from Rasa's tracker store
-                                -> {"messages": [{"role": "user"|"bot", "text", "buttons"}]}
+                                -> {"messages": [{"role": "user"|"bot", "text", "buttons", "language"}]}
     GET  /embed.js              a chat button and panel for another site (one <script> tag)
     GET  /api/health            this server is up (says nothing of Rasa)
 
-Rasa's HTTP API token stays in this process: the browser never sees it. The page
+The channel's token stays in this process: the browser never sees it. The page
 makes its own sender id, ``web-`` and 128 random bits, so through this server one
 can read only web conversations, and only one whose id one holds. When Rasa
 cannot be reached, /api/message and /api/history answer 503 ``{"error":
-"unreachable"}`` and the page says so and retries.
+"unreachable"}`` and the page says so and retries. Over the rate limits
+(``bot.core.ratelimit``: per address, per conversation, requests in flight)
+the API answers 429 with ``Retry-After``. Access logs never show a
+conversation id.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
 import os
@@ -32,18 +37,20 @@ import re
 import sys
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
 
-from aiohttp import ClientError, ClientSession, ClientTimeout, web
+from aiohttp import web
+from aiohttp.abc import AbstractAccessLogger
 
 from bot.core.languages import registry
 from bot.core.limits import MAX_MESSAGE_CHARS
+from bot.core.rasa_client import RasaClient, RasaRefused, RasaUnavailable
+from bot.core.ratelimit import Busy, RateLimits, client_ip, trusted_proxies
+from bot.core.senders import is_web_sender
 from bot.core.texts import say, texts
 
 logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
-SENDER = re.compile(r"^web-[A-Za-z0-9_-]{16,100}$")
 MAX_HINT_CHARS = 35
 TEXT_PREFIX = "web_"
 # A button's payload that switches the language, as the page and the bot send it.
@@ -54,20 +61,31 @@ FILES = {
     "/style.css": ("style.css", "text/css"),
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
+# Only this origin's own files: no inline script, no CDN, no web font. Which
+# sites may embed the page in a frame: WEB_FRAME_ANCESTORS (default: its own origin).
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors {frame_ancestors}"
+)
+FRAME_ANCESTOR = re.compile(r"'self'|'none'|https?://[A-Za-z0-9.-]+(:\d+)?|\*\.[A-Za-z0-9.-]+")
+
+
+def frame_ancestors(value: str | None) -> str:
+    """The CSP's frame-ancestors from WEB_FRAME_ANCESTORS (space-separated origins); bad entries are dropped."""
+    kept = [origin for origin in (value or "").split() if FRAME_ANCESTOR.fullmatch(origin)]
+    return " ".join(kept) or "'self'"
+
+
 HEADERS = {
-    # Only this origin's own files: no inline script, no CDN, no web font.
-    "Content-Security-Policy": (
-        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-        "connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; "
-        "form-action 'self'"
-    ),
+    "Content-Security-Policy": CSP.format(frame_ancestors=frame_ancestors(os.environ.get("WEB_FRAME_ANCESTORS"))),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",
 }
-RASA = web.AppKey("rasa_url", str)
-TOKEN = web.AppKey("token", str)
-SESSION = web.AppKey("session", ClientSession)
+RASA = web.AppKey("rasa", RasaClient)
+LIMITS = web.AppKey("limits", RateLimits)
+PROXIES = web.AppKey("proxies", frozenset)
 
 
 # --- what the page says --------------------------------------------------------
@@ -130,10 +148,13 @@ def conversation(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The messages a user saw, from a tracker's events.
 
     A user message that is a button's payload is shown as the button's title, as
-    the page showed it; a language switch as the language's name.
+    the page showed it; a language switch as the language's name. Each message has
+    the language it is in, for the page's ``lang`` (None when unknown): a bot
+    message its tag; a user message the language it was sent in (the one
+    switched to, the button's message's, else the hint sent with it).
     """
     messages: list[dict[str, Any]] = []
-    titles: dict[str, str] = {}
+    titles: dict[str, tuple[str, str | None]] = {}
     for event in events:
         kind = event.get("event")
         if kind == "bot":
@@ -142,15 +163,17 @@ def conversation(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             if text or buttons:
                 language = _language((event.get("metadata") or {}).get("language"))
                 messages.append({"role": "bot", "text": text, "buttons": buttons, "language": language})
-                titles.update({b["payload"]: b["title"] for b in buttons})
+                titles.update({b["payload"]: (b["title"], language) for b in buttons})
         elif kind == "user":
             text = event.get("text") or ""
             switch = CHANGE_LANGUAGE.match(text)
+            switched = _language(switch.group(1)) if switch else None
+            language = switched or registry().normalize((event.get("metadata") or {}).get("language"))
             if text in titles:
-                text = titles[text]
-            elif switch and switch.group(1) in registry().languages:
-                text = texts().raw("language_name", switch.group(1))
-            messages.append({"role": "user", "text": text, "buttons": []})
+                text, language = titles[text][0], switched or titles[text][1] or language
+            elif switched:
+                text = texts().raw("language_name", switched)
+            messages.append({"role": "user", "text": text, "buttons": [], "language": language})
     return messages
 
 
@@ -185,6 +208,17 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+def too_many(retry_after: int) -> web.Response:
+    return web.json_response({"error": "too many requests"}, status=429, headers={"Retry-After": str(retry_after)})
+
+
+async def limited(request: web.Request, sender: str) -> web.Response | None:
+    """A 429 when this address or conversation is over its rate, else None."""
+    ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"), request.app[PROXIES])
+    retry_after = await request.app[LIMITS].check(ip=ip, sender=sender)
+    return too_many(retry_after) if retry_after else None
+
+
 async def message(request: web.Request) -> web.Response:
     try:
         body = await request.json()
@@ -193,73 +227,72 @@ async def message(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         return _error('expected {"sender": "web-…", "message": "text", "language": "en"}', 400)
     sender, text, hint = body.get("sender"), body.get("message"), body.get("language")
-    if not isinstance(sender, str) or not SENDER.match(sender):
+    if not isinstance(sender, str) or not is_web_sender(sender):
         return _error('"sender" must be "web-" and 16 to 100 letters, digits, - or _', 400)
     if not isinstance(text, str) or not text.strip():
         return _error('"message" must be a non-empty string', 400)
     if len(text) > MAX_MESSAGE_CHARS:
         return _error(f'"message" is longer than {MAX_MESSAGE_CHARS} characters', 413)
-    payload: dict[str, Any] = {"sender": sender, "message": text}
-    if isinstance(hint, str) and 0 < len(hint) <= MAX_HINT_CHARS:
-        payload["metadata"] = {"language": hint}
-    url = f"{request.app[RASA]}/webhooks/rest/webhook"
+    if (refusal := await limited(request, sender)) is not None:
+        return refusal
+    metadata = {"language": hint} if isinstance(hint, str) and 0 < len(hint) <= MAX_HINT_CHARS else {}
     try:
-        async with request.app[SESSION].post(url, json=payload) as reply:
-            status, data = reply.status, await reply.json(content_type=None)
-    except (ClientError, asyncio.TimeoutError, ValueError) as error:
-        logger.warning("Rasa cannot be reached at %s: %s", url, error)
+        async with request.app[LIMITS].slot():
+            data = await request.app[RASA].send(sender, text, metadata)
+    except Busy as busy:
+        return too_many(busy.retry_after)
+    except RasaRefused as refused:
+        if refused.status == 429:
+            return too_many(1)
+        return _error(str(refused), refused.status)
+    except RasaUnavailable as error:
+        logger.warning("Rasa cannot be reached: %s", error)
         return unreachable()
-    if status >= 500:
-        return unreachable()
-    if status != 200 or not isinstance(data, list):
-        error = data.get("error", "refused") if isinstance(data, dict) else "refused"
-        return _error(error, status if status != 200 else 502)
     replies = [
         {"text": m.get("text") or "", "buttons": _buttons(m.get("buttons")), "language": _language(m.get("language"))}
         for m in data
-        if isinstance(m, dict)
     ]
     return web.json_response([r for r in replies if r["text"] or r["buttons"]])
 
 
 async def history(request: web.Request) -> web.Response:
     sender = request.match_info["sender"]
-    if not SENDER.match(sender):
+    if not is_web_sender(sender):
         return _error("unknown conversation", 404)
-    token = request.app[TOKEN]
-    if not token:
-        logger.error("RASA_AUTH_TOKEN is not set: the conversation history cannot be read")
-        return unreachable()
-    url = f"{request.app[RASA]}/conversations/{quote(sender, safe='')}/tracker"
+    if (refusal := await limited(request, None)) is not None:
+        return refusal
     try:
-        params = {"token": token, "include_events": "AFTER_RESTART"}
-        async with request.app[SESSION].get(url, params=params) as reply:
-            status, data = reply.status, await reply.json(content_type=None)
-    except (ClientError, asyncio.TimeoutError, ValueError) as error:
-        logger.warning("Rasa cannot be reached at %s: %s", request.app[RASA], error)
+        events = await request.app[RASA].history(sender)
+    except (RasaRefused, RasaUnavailable) as error:
+        logger.warning("Rasa did not give the conversation history: %s", type(error).__name__)
         return unreachable()
-    if status != 200 or not isinstance(data, dict):
-        logger.error("Rasa refused the tracker of %s: %s %s", sender, status, data)
-        return unreachable()
-    return web.json_response({"messages": conversation(data.get("events") or [])})
+    return web.json_response({"messages": conversation(events)})
+
+
+class AccessLogger(AbstractAccessLogger):
+    """Access log lines without conversation ids (the history path's last part is hidden)."""
+
+    def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
+        path = request.path
+        if path.startswith("/api/history/"):
+            path = "/api/history/…"
+        self.logger.info("%s %s %s %.0f ms", request.method, path, response.status, time * 1000)
 
 
 # --- the application ---------------------------------------------------------------
 
 
-def make_app(rasa_url: str, token: str | None) -> web.Application:
-    app = web.Application(client_max_size=256 * 1024)
-    app[RASA] = rasa_url.rstrip("/")
-    app[TOKEN] = token or ""
+def make_app(rasa_url: str, channel_token: str | None, limits: RateLimits | None = None) -> web.Application:
+    app = web.Application(client_max_size=64 * 1024)
+    app[RASA] = RasaClient(rasa_url, channel_token=channel_token)
+    app[LIMITS] = limits or RateLimits.from_env()
+    app[PROXIES] = trusted_proxies()
     page_texts()  # a broken texts file stops the server now, not on the first visit
 
-    async def session(app: web.Application):
-        timeout = ClientTimeout(total=120, sock_connect=5)
-        async with ClientSession(timeout=timeout) as client:
-            app[SESSION] = client
-            yield
+    async def close_client(app: web.Application) -> None:
+        await app[RASA].close()
 
-    app.cleanup_ctx.append(session)
+    app.on_cleanup.append(close_client)
     app.router.add_get("/", index)
     for path in FILES:
         app.router.add_get(path, static)
@@ -277,10 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=int(os.environ.get("WEB_PORT", "8080")))
     parser.add_argument("--rasa-url", default=os.environ.get("RASA_URL", "http://127.0.0.1:5005"))
     args = parser.parse_args(argv)
-    token = os.environ.get("RASA_AUTH_TOKEN")
+    token = os.environ.get("WEB_CHANNEL_TOKEN")
     if not token:
-        logger.warning("RASA_AUTH_TOKEN is not set: the page cannot read conversation history")
-    web.run_app(make_app(args.rasa_url, token), host=args.host, port=args.port, print=None)
+        logger.warning("WEB_CHANNEL_TOKEN is not set: Rasa will refuse this server's messages (start it with bot run)")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines show conversation ids in URLs
+    app = make_app(args.rasa_url, token)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log_class=AccessLogger)
     return 0
 
 

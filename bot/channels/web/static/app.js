@@ -11,6 +11,12 @@
  *   (Rasa's tracker store) on every load.
  * - When the server or Rasa cannot be reached the page says so and retries
  *   (1 s, 2 s, 4 s, then every 8 s); queued messages wait, nothing is lost.
+ * - Each message carries the `lang` of its own text (see messageLanguage) and
+ *   its speaker label the interface language it was shown in, so a screen
+ *   reader reads a Chinese reply as Chinese in a Russian interface, and earlier
+ *   messages keep their labels when the interface language changes.
+ * - The language selector switches only when a choice is committed (a click,
+ *   Enter, leaving it), not at each arrow key (see the selector below).
  */
 (() => {
   "use strict";
@@ -80,12 +86,50 @@
   const t = (key) => (DATA.texts[uiLanguage()] || {})[key] || DATA.texts[DATA.default][key] || "";
   const nameOf = (code) => (DATA.languages.find((l) => l.code === code) || { name: code }).name;
 
+  /* The page's texts in the interface language. Texts inside a message (a pending message's
+     state) say which language they are in, as the message around them has its own. */
   function applyTexts() {
-    document.documentElement.lang = uiLanguage();
+    const ui = uiLanguage();
+    document.documentElement.lang = ui;
     document.title = t("web_page_title");
-    for (const el of document.querySelectorAll("[data-text]")) el.textContent = t(el.dataset.text);
+    for (const el of document.querySelectorAll("[data-text]")) {
+      el.textContent = t(el.dataset.text);
+      if (el.closest(".message")) el.lang = ui;
+    }
     for (const el of document.querySelectorAll("[data-placeholder]")) el.placeholder = t(el.dataset.placeholder);
     for (const el of document.querySelectorAll("[data-label]")) el.setAttribute("aria-label", t(el.dataset.label));
+  }
+
+  // --- the language of each message --------------------------------------------------
+
+  const HAN = /[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]/g; // as HAN_RANGE in bot/core/languages.py
+  const CYRILLIC = /[\u0400-\u04ff]/g;
+  const LETTER = /\p{L}/gu;
+  const isChinese = (code) => typeof code === "string" && code.startsWith("zh");
+  const count = (text, pattern) => (text.match(pattern) || []).length;
+
+  /* The `lang` of a message's text (the bot's replies take the language the bot answered in,
+     the "language" of /api/message and /api/history, when it has one). `said`: the language
+     the text was sent in, i.e. the interface language of the moment, kept unless the script
+     tells otherwise: mostly Chinese characters are Chinese (the interface's Chinese, else "zh"),
+     mostly Cyrillic is Russian. The page does not guess between Latin-script languages. */
+  function messageLanguage(text, said) {
+    const fallback = codes.includes(said) ? said : uiLanguage();
+    const letters = count(text, LETTER);
+    if (!letters) return fallback;
+    if (count(text, HAN) * 2 > letters) {
+      if (isChinese(fallback)) return fallback;
+      return isChinese(uiLanguage()) ? uiLanguage() : "zh";
+    }
+    if (count(text, CYRILLIC) * 2 > letters) return "ru";
+    return fallback;
+  }
+
+  /* The language a quick reply's title is in: a language button's own language, else its message's. */
+  const CHANGE_LANGUAGE = /^\/change_language\{\s*"language"\s*:\s*"([^"]+)"\s*\}$/;
+  function buttonLanguage(payload, messageLang) {
+    const switched = CHANGE_LANGUAGE.exec(payload);
+    return switched && codes.includes(switched[1]) ? switched[1] : messageLang;
   }
 
   // --- messages ---------------------------------------------------------------------
@@ -123,17 +167,22 @@
     parent.append(document.createTextNode(text.slice(last)));
   }
 
+  /* "You:" or "Assistant:" in the interface language of the moment, and kept so: a label says
+     which language it is in and is not translated again when the interface changes. */
   function speaker(key) {
     const who = document.createElement("span");
-    who.className = "visually-hidden";
-    who.dataset.text = key;
+    who.className = "visually-hidden speaker";
+    who.lang = uiLanguage();
     who.textContent = t(key);
     return who;
   }
 
-  function messageElement(role, text, { buttons = [], pending = null } = {}) {
+  /* A message: its own `lang` (`language`: the bot's tag, or for the user the language it was
+     sent in), its speaker label, its text, and the bot's quick replies. */
+  function messageElement(role, text, { buttons = [], pending = null, language = null } = {}) {
     const item = document.createElement("div");
     item.className = `message ${role}`;
+    item.lang = role === "bot" && codes.includes(language) ? language : messageLanguage(String(text), language);
     const bubble = document.createElement("p");
     bubble.className = "bubble";
     appendText(bubble, String(text));
@@ -143,6 +192,7 @@
       item.dataset.pending = pending;
       const state = document.createElement("span");
       state.className = "state";
+      state.lang = uiLanguage();
       state.dataset.text = "web_pending";
       state.textContent = t("web_pending");
       item.append(state);
@@ -151,7 +201,7 @@
       const group = document.createElement("div");
       group.className = "quick-replies";
       group.setAttribute("role", "group");
-      group.dataset.label = "web_quick_replies";
+      group.lang = uiLanguage(); // its name; each button says its own language
       group.setAttribute("aria-label", t("web_quick_replies"));
       for (const button of buttons) {
         const title = String(button.title || button.payload || "");
@@ -159,9 +209,10 @@
         const el = document.createElement("button");
         el.type = "button";
         el.className = "chip";
+        el.lang = buttonLanguage(payload, item.lang);
         el.textContent = title;
         el.addEventListener("click", () => {
-          send(payload, title);
+          send(payload, title, el.lang);
           focusInput();
         });
         group.append(el);
@@ -205,22 +256,27 @@
   let retryTask = null;
   let delay = 1000;
 
-  function showAlert(show) {
-    if (show && alertBox.hidden) {
-      alertBox.textContent = t("web_unreachable");
+  /* The alert says why messages wait: the bot cannot be reached (`web_unreachable`),
+     or the user is over the rate limit (`web_rate_limited`, after a 429). */
+  function showAlert(show, key = "web_unreachable") {
+    if (show && (alertBox.hidden || alertBox.dataset.text !== key)) {
+      alertBox.dataset.text = key;
+      alertBox.textContent = t(key);
       alertBox.hidden = false;
     } else if (!show) {
       alertBox.hidden = true;
     }
   }
 
-  function retryLater(task) {
+  /* Tries `task` again later: after `after` ms when the server said so (Retry-After),
+     else after 1, 2, 4, then every 8 seconds. */
+  function retryLater(task, after = 0, key = "web_unreachable") {
     typing.hidden = true;
-    showAlert(true);
+    showAlert(true, key);
     clearTimeout(retryTimer);
     retryTask = task;
-    retryTimer = setTimeout(retryNow, delay);
-    delay = Math.min(delay * 2, 8000);
+    retryTimer = setTimeout(retryNow, after || delay);
+    if (!after) delay = Math.min(delay * 2, 8000);
   }
 
   function retryNow() {
@@ -251,7 +307,8 @@
     const fragment = document.createDocumentFragment();
     for (const m of messages) {
       const role = m.role === "user" ? "user" : "bot";
-      fragment.append(messageElement(role, m.text || "", { buttons: role === "bot" ? m.buttons : [] }));
+      const buttons = role === "bot" ? m.buttons : [];
+      fragment.append(messageElement(role, m.text || "", { buttons, language: m.language }));
     }
     log.prepend(fragment); // before the messages still waiting to be sent
     ready = true;
@@ -266,6 +323,7 @@
     typing.hidden = false;
     scrollDown();
     let outcome;
+    let wait = 0;
     try {
       const reply = await fetch("/api/message", {
         method: "POST",
@@ -273,13 +331,16 @@
         body: JSON.stringify({ sender, message: item.text, language: item.hint }),
       });
       if (reply.ok) outcome = await reply.json();
-      else outcome = reply.status >= 500 || reply.status === 408 || reply.status === 429 ? "retry" : "failed";
+      else if (reply.status === 429) {
+        outcome = "slow";
+        wait = Math.min(Math.max(Number(reply.headers.get("Retry-After")) || 2, 1), 120) * 1000;
+      } else outcome = reply.status >= 500 || reply.status === 408 ? "retry" : "failed";
     } catch {
       outcome = "retry";
     }
     busy = false;
-    if (outcome === "retry") {
-      retryLater(pump);
+    if (outcome === "retry" || outcome === "slow") {
+      retryLater(pump, wait, outcome === "slow" ? "web_rate_limited" : "web_unreachable");
       return;
     }
     reached();
@@ -294,24 +355,28 @@
       if (outcome === "failed") {
         shown.classList.add("failed");
         state.dataset.text = "web_failed";
+        state.lang = uiLanguage();
         state.textContent = t("web_failed");
       } else {
         state.remove();
       }
     }
     for (const r of Array.isArray(outcome) ? outcome : []) {
-      log.append(messageElement("bot", r.text || "", { buttons: r.buttons }));
+      log.append(messageElement("bot", r.text || "", { buttons: r.buttons, language: r.language }));
     }
     refresh(shown);
     pump();
   }
 
-  function send(text, shown) {
+  /* Sends `text`, shown as `shown` (a quick reply's title) in `language` (default: the
+     interface language, or what the script of the text says: messageLanguage). */
+  function send(text, shown, language) {
     if (!text.trim()) return;
     const item = { id: randomId(), text, shown: shown || text, hint: hint() };
+    item.language = messageLanguage(item.shown, language || uiLanguage());
     queue.push(item);
     store.set("queue", queue);
-    log.append(messageElement("user", item.shown, { pending: item.id }));
+    log.append(messageElement("user", item.shown, { pending: item.id, language: item.language }));
     refresh();
     if (retryTimer && ready) retryNow(); // the user is here: try again at once
     else pump();
@@ -336,13 +401,36 @@
     });
   }
 
-  select.addEventListener("change", () => {
+  /* The language selector. A closed <select> changes its value (and fires "change") at each
+     arrow key: the choice is committed only by a change that no key is making (a click, a
+     phone's picker), by Enter, or when the focus leaves the selector. Escape goes back. */
+  function commitLanguage() {
+    if (select.value === choice) return;
     choice = select.value;
     store.set("language", choice);
     applyTexts();
     // A conversation under way keeps its language unless told: tell it, as a language button does.
-    if (choice !== "auto" && log.children.length) send(`/change_language{"language":"${choice}"}`, nameOf(choice));
+    if (choice !== "auto" && log.children.length) {
+      send(`/change_language{"language":"${choice}"}`, nameOf(choice), choice);
+    }
+  }
+
+  let stepping = false; // a key is being handled: the change it makes is a step, not a choice
+  select.addEventListener("keydown", (event) => {
+    if (event.key === "Enter") {
+      event.preventDefault();
+      commitLanguage();
+    } else if (event.key === "Escape") {
+      select.value = choice;
+    } else {
+      stepping = true; // the key's own change comes before this task ends
+      setTimeout(() => (stepping = false));
+    }
   });
+  select.addEventListener("change", () => {
+    if (!stepping) commitLanguage();
+  });
+  select.addEventListener("blur", commitLanguage);
 
   for (const chip of suggestions.querySelectorAll("button")) {
     chip.addEventListener("click", () => {
@@ -366,7 +454,9 @@
 
   window.addEventListener("online", () => retryTimer && retryNow());
 
-  for (const item of queue) log.append(messageElement("user", item.shown, { pending: item.id }));
+  for (const item of queue) {
+    log.append(messageElement("user", item.shown, { pending: item.id, language: item.language }));
+  }
   refresh();
   loadHistory();
   if (!params.has("embed")) focusInput();
