@@ -45,7 +45,7 @@ ANSWERED_INTENTS = frozenset(
     }
 )  # fmt: skip
 # Intents of a short message that may be a language request the NLU could not
-# place, when it names a language and change_language is among the first guesses.
+# place, when it names a language (see _names_a_language).
 UNPLACED_INTENTS = frozenset({"nlu_fallback", "out_of_scope", "bot_capabilities", "bot_identity"})
 REQUEST_RANK = 3
 # Intents answered with a text of another name.
@@ -66,14 +66,18 @@ def _previous_intent(tracker: Tracker) -> str | None:
 
 def _names_a_language(tracker: Tracker) -> bool:
     """A short request the NLU could not place ("Can you answer in German?" where no
-    training example of the language names German) that names a language of
-    data/languages.yml, with change_language among the NLU's first guesses."""
+    training example of the language names German, read as "what can you do?" or
+    not understood) that names a language of data/languages.yml. An out-of-scope
+    message counts only with change_language among the NLU's first guesses
+    ("Do you teach German?" is no request)."""
     text, intent, _ = _message(tracker)
     if intent not in UNPLACED_INTENTS or not is_short(text) or requested_language(text) is None:
         return False
+    if intent != "out_of_scope":
+        return True
     ranking = (tracker.latest_message or {}).get("intent_ranking") or []
     guesses = [r.get("name") for r in ranking if r.get("name") != "nlu_fallback"][:REQUEST_RANK]
-    return not ranking or "change_language" in guesses
+    return "change_language" in guesses
 
 
 def _wants_language(tracker: Tracker) -> bool:
