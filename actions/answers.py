@@ -1,8 +1,10 @@
 """Custom actions: answer a question, and switch the conversation's language.
 
 Every action first chooses the reply language (``bot.core.languages.choose``) from
-the message, the conversation's ``language`` slot and the channel's hint
-(``metadata.language``), then answers from ``data/texts`` and the facts.
+the message, the conversation's ``language`` and ``language_chosen`` slots and
+the channel's hint (``metadata.language``), then answers from ``data/texts`` and
+the facts. An explicit request sets both slots: the choice then holds until the
+next explicit request.
 """
 
 from __future__ import annotations
@@ -18,12 +20,15 @@ from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.core.choices import choices
-from bot.core.languages import Choice, choose, registry, requested_language
-from bot.core.texts import join, say, texts
+from bot.core.languages import Choice, choose, is_short, registry, requested_language
+from bot.core.texts import say, texts
 
 logger = logging.getLogger(__name__)
 
 LANGUAGE_SLOT = "language"
+# True once the user asked for a language (words, /lang, a button, the web
+# page's selector): that language then holds whatever the messages are typed in.
+CHOSEN_SLOT = "language_chosen"
 # Messages longer than this are not answered as a question (NLU on a whole
 # letter is guesswork); the user is asked for a sentence or two instead.
 MAX_QUESTION_CHARS = 2000
@@ -41,6 +46,10 @@ ANSWERED_INTENTS = frozenset(
         "out_of_scope", "nlu_fallback",
     }
 )  # fmt: skip
+# Intents of a short message that may be a language request the NLU could not
+# place, when it names a language (see _names_a_language).
+UNPLACED_INTENTS = frozenset({"nlu_fallback", "out_of_scope", "bot_capabilities", "bot_identity"})
+REQUEST_RANK = 3
 # Intents answered with a text of another name.
 REPLY_KEYS = {"affirm": "nothing_to_confirm", "deny": "ok_anything_else", "cancel": "ok_anything_else"}
 
@@ -86,25 +95,38 @@ def _messages_since_offer(tracker: Tracker) -> int:
     return count
 
 
+def _names_a_language(tracker: Tracker) -> bool:
+    """A short request the NLU could not place ("Can you answer in German?" where no
+    training example of the language names German, read as "what can you do?" or
+    not understood) that names a language of data/languages.yml. An out-of-scope
+    message counts only with change_language among the NLU's first guesses
+    ("Do you teach German?" is no request)."""
+    text, intent, _ = _message(tracker)
+    if intent not in UNPLACED_INTENTS or not is_short(text) or requested_language(text) is None:
+        return False
+    if intent != "out_of_scope":
+        return True
+    ranking = (tracker.latest_message or {}).get("intent_ranking") or []
+    guesses = [r.get("name") for r in ranking if r.get("name") != "nlu_fallback"][:REQUEST_RANK]
+    return "change_language" in guesses
+
+
 def wants_language(tracker: Tracker) -> bool:
     text, intent, _ = _message(tracker)
-    return intent == "change_language" or text.lstrip().lower().startswith(LANGUAGE_COMMAND)
+    return (
+        intent == "change_language" or text.lstrip().lower().startswith(LANGUAGE_COMMAND) or _names_a_language(tracker)
+    )
 
 
 def reply_language(tracker: Tracker) -> Choice:
-    """The language of this turn's reply (rules in bot/languages.py)."""
+    """The language of this turn's reply (rules in bot/core/languages.py)."""
     text, _, metadata = _message(tracker)
     explicit = None
     if wants_language(tracker):
         entity = next(tracker.get_latest_entity_values("language"), None)
         explicit = registry().normalize(entity) or requested_language(text)
-    return choose(text, tracker.get_slot(LANGUAGE_SLOT), metadata.get("language"), explicit)
-
-
-def spoken_languages(language: str) -> str:
-    """'English, 简体中文, 繁體中文, Русский and Français', joined in ``language``."""
-    source = texts()
-    return join([source.raw("language_name", code) for code in registry().codes], language)
+    chosen = tracker.get_slot(CHOSEN_SLOT) is True
+    return choose(text, tracker.get_slot(LANGUAGE_SLOT), metadata.get("language"), explicit, chosen)
 
 
 def language_buttons() -> list[dict[str, str]]:
@@ -129,9 +151,7 @@ class LanguageAction(Action, ABC):
         logger.debug("reply language %s (%s)", choice.language, choice.reason)
         events = remember_language(tracker, choice)
         if choice.unsupported:
-            dispatcher.utter_message(
-                text=say("language_unsupported", choice.language, languages=spoken_languages(choice.language))
-            )
+            dispatcher.utter_message(text=say("language_unsupported", choice.language))
         else:
             events += self.respond(dispatcher, tracker, choice)
         tag_language(dispatcher, choice.language)
@@ -139,10 +159,14 @@ class LanguageAction(Action, ABC):
 
 
 def remember_language(tracker: Tracker, choice: Choice) -> list[EventType]:
-    """Sets the conversation's language when this message chose one (asked for, or detected)."""
+    """Sets the conversation's language when this message chose one (asked for, or detected),
+    and marks an explicit choice, which then holds until the next one (``language_chosen``)."""
+    events: list[EventType] = []
     if choice.reason in ("explicit", "detected") and choice.language != tracker.get_slot(LANGUAGE_SLOT):
-        return [SlotSet(LANGUAGE_SLOT, choice.language)]
-    return []
+        events.append(SlotSet(LANGUAGE_SLOT, choice.language))
+    if choice.reason == "explicit" and tracker.get_slot(CHOSEN_SLOT) is not True:
+        events.append(SlotSet(CHOSEN_SLOT, True))
+    return events
 
 
 def tag_language(dispatcher: CollectingDispatcher, language: str) -> None:

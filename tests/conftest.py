@@ -14,9 +14,39 @@ from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
 
 from bot.cli.servers import Servers
+from bot.core.languages import registry
 from bot.core.paths import MODEL
 
-LANGUAGES = ["en", "zh-Hans", "zh-Hant", "ru", "fr"]
+# The languages the bot speaks, from data/languages.yml: a language added there is
+# tested by every test parametrized over them.
+LANGUAGES = registry().codes
+
+# A sentence in each of some languages the detector knows (data/languages.yml
+# `detect_also`). Tests of "a language the bot does not speak" take the first of
+# these whose language data/languages.yml does not list (`unsupported()`).
+OTHER_LANGUAGES = {
+    "DE": "Wie komme ich zur Universität in Nanjing?",
+    "ES": "¿Dónde está la oficina internacional de la universidad?",
+    "IT": "Dove si trova l'ufficio per le relazioni internazionali dell'università?",
+    "PT": "Onde fica o escritório de relações internacionais da universidade?",
+    "NL": "Waar is het bureau voor internationale samenwerking van de universiteit?",
+}
+
+
+def unsupported() -> tuple[str, str]:
+    """(ISO code, a sentence) of a language the detector knows and the bot does not speak."""
+    reg = registry()
+    spoken = {lang.lingua for lang in reg.languages.values()}
+    iso = next(iso for iso in reg.detect_also if iso in OTHER_LANGUAGES and iso not in spoken)
+    return iso, OTHER_LANGUAGES[iso]
+
+
+def sample(table: dict[str, Any], language: str) -> Any:
+    """``table[language]``: a test's hand-written sentence in that language. A language
+    added to data/languages.yml without one is skipped by that test, saying so."""
+    if language not in table:
+        pytest.skip(f"no sample in {language} for this test: add one to its table")
+    return table[language]
 
 
 def make_tracker(

@@ -4,10 +4,14 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from bot.core.facts import FACTS_FILE, FactsError, load_facts
-from bot.core.texts import TextsError, fact_values, load_texts, placeholders_of, say
-from bot.tools.datacheck import problems
+from bot.core.languages import Registry, load_registry
+from bot.core.paths import LANGUAGES_FILE
+from bot.core.texts import TextsError, fact_values, load_texts, placeholders_of, say, texts
+from bot.core.validation import example_problems, fact_name_problems
+from bot.tools.datacheck import leak_problems, problems
 
 from .conftest import LANGUAGES
 
@@ -65,22 +69,87 @@ def test_a_missing_translation_names_key_language_and_file(tmp_path):
         content = dict(texts.by_language[code])
         if code == "fr":
             del content["ask_apt"]
-        import yaml
-
         (tmp_path / f"{code}.yml").write_text(yaml.safe_dump(content, allow_unicode=True), encoding="utf-8")
     found = load_texts(tmp_path).problems()
-    assert any("fr.yml (fr): key 'ask_apt' has no translation" in p for p in found), found
+    line = next(
+        n for n, text in enumerate(open(tmp_path / "en.yml", encoding="utf-8"), 1) if text.startswith("ask_apt:")
+    )
+    assert f"fr.yml: fr: key 'ask_apt' has no translation (the en text: {tmp_path / 'en.yml'}:{line})" in "\n".join(
+        found
+    ), found
+
+
+def with_language(tmp_path: Path, code: str = "xx") -> Registry:
+    """The registry of data/languages.yml plus a language ``code``."""
+    raw = yaml.safe_load(LANGUAGES_FILE.read_text(encoding="utf-8"))
+    raw["languages"][code] = {"lingua": "DE", "names": [code]}
+    (tmp_path / "languages.yml").write_text(yaml.safe_dump(raw, allow_unicode=True), encoding="utf-8")
+    return load_registry(tmp_path / "languages.yml")
+
+
+def test_the_validator_lists_every_missing_fact_name_with_its_line(tmp_path):
+    found = fact_name_problems(FACTS_FILE, with_language(tmp_path))
+    lines = FACTS_FILE.read_text(encoding="utf-8").splitlines()
+    names = [n for n, line in enumerate(lines, 1) if re.search(r"(^\s*|[{,]\s*)en:", line)]
+    assert len(found) == len(names) > 30  # every name at once, not one per run
+    for problem, line in zip(found, names, strict=True):
+        at, field = re.fullmatch(
+            rf"{re.escape(str(FACTS_FILE))}:(\d+): (\S+)\.xx: missing \(xx name\)", problem
+        ).groups()
+        assert int(at) in (line, line - 1), problem  # the name's line, or the line above its languages
+    assert fact_name_problems(FACTS_FILE) == []
+
+
+def test_the_validator_names_both_places_of_a_copied_held_out_question(tmp_path):
+    training, holdout = tmp_path / "nlu", tmp_path / "holdout"
+    training.mkdir(), holdout.mkdir()
+    (training / "en.yml").write_text(
+        'version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hi\n    - Good morning!\n', encoding="utf-8"
+    )
+    (holdout / "en.yml").write_text(
+        'version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hello there\n    - good  morning!\n'
+        "- intent: goodbye\n  examples: |\n    - Hi\n",
+        encoding="utf-8",
+    )
+    assert leak_problems(training, holdout) == [
+        f"{holdout / 'en.yml'}:6: greet: 'good  morning!' is also a training example at {training / 'en.yml'}:6",
+        f"{holdout / 'en.yml'}:9: goodbye: 'Hi' is also a training example at {training / 'en.yml'}:5",
+    ]
+
+
+def test_the_validator_lists_every_short_intent_with_its_line(tmp_path):
+    (tmp_path / "en.yml").write_text(
+        'version: "3.1"\nnlu:\n- intent: greet\n  examples: |\n    - hi\n- intent: goodbye\n  examples: |\n'
+        "    - bye\n- intent: nonsense\n  examples: |\n    - blah\n",
+        encoding="utf-8",
+    )
+    found = [p for p in example_problems(tmp_path, 2, ["greet", "goodbye", "thanks"]) if "en.yml" in p]
+    path = tmp_path / "en.yml"
+    assert found == [
+        f"{path}:3: en: intent 'greet' has 1 examples, needs 2",
+        f"{path}:6: en: intent 'goodbye' has 1 examples, needs 2",
+        f"{path}: en: intent 'thanks' has no examples, needs 2",
+        f"{path}:9: en: intent 'nonsense' is not in domain.yml",
+    ]
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_the_welcome_lists_every_language_from_the_registry(language):
+    assert "{languages}" in texts().raw("web_welcome", language)  # filled by code, never by hand
+    welcome = say("web_welcome", language)
+    for code in LANGUAGES:
+        assert say("language_name", code) in welcome, code
 
 
 def extras(key: str, language: str) -> dict[str, str]:
     """A stand-in for each placeholder that is not a fact (a reference, a user's answer)."""
-    return {name: "…" for name in placeholders_of(load_texts().raw(key, language)) - fact_values(language).keys()}
+    return {name: "…" for name in placeholders_of(texts().raw(key, language)) - fact_values(language).keys()}
 
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_every_text_renders_with_the_facts(language):
-    texts = load_texts()
-    for key in texts.by_language["en"]:
+    source = texts()
+    for key in source.by_language["en"]:
         rendered = say(key, language, **extras(key, language))
         assert "{" not in rendered and rendered.strip(), key
 
@@ -113,7 +182,7 @@ NOT_IN_THE_BRIEF = re.compile(r"\S+@(?!example\.)\S+|https?://|www\.|\+\d[\d ()-
 
 @pytest.mark.parametrize("language", LANGUAGES)
 def test_no_text_invents_contact_details(language):
-    texts = load_texts()
-    for key in texts.by_language["en"]:
+    source = texts()
+    for key in source.by_language["en"]:
         rendered = say(key, language, **extras(key, language))
         assert not NOT_IN_THE_BRIEF.search(rendered), (key, rendered)

@@ -13,7 +13,7 @@ from bot.cli.servers import Servers
 from bot.core.languages import detect
 from bot.core.texts import say
 
-from .conftest import LANGUAGES, Chat, post
+from .conftest import LANGUAGES, Chat, post, sample, unsupported
 
 pytestmark = pytest.mark.e2e
 
@@ -107,8 +107,77 @@ def test_the_lang_command_and_a_language_button(chat):
 
 
 def test_an_unsupported_language_is_told_which_languages_the_bot_speaks(chat):
-    reply = chat().ask("Guten Tag, wo ist das Büro für internationale Zusammenarbeit?")
-    assert reply == say("language_unsupported", "en", languages="English, 简体中文, 繁體中文, Русский and Français")
+    reply = chat().ask(unsupported()[1])
+    assert reply == say("language_unsupported", "en")
+    for code in LANGUAGES:
+        assert say("language_name", code) in reply
+
+
+# An explicit choice, made in each way a user can make it: a request in words
+# (typed in another language than the one asked for), /lang (Telegram's command),
+# a language button (the web page's selector sends the same payload).
+REQUESTS = {
+    "en": "请用英文回答",
+    "zh-Hans": "Can you answer in Chinese please?",
+    "zh-Hant": "Можно отвечать на традиционном китайском (繁體中文)?",
+    "ru": "Could you answer in Russian please?",
+    "fr": "请用法语回答",
+}
+HOW = {
+    "words": lambda code: sample(REQUESTS, code),
+    "/lang": lambda code: f"/lang {code}",
+    "button": lambda code: f'/change_language{{"language":"{code}"}}',
+}
+
+
+def others(language: str) -> list[str]:
+    return [code for code in LANGUAGES if code != language and code in QUESTIONS["address"]]
+
+
+@pytest.mark.parametrize("how", sorted(HOW))
+@pytest.mark.parametrize("chosen", LANGUAGES)
+def test_an_explicit_choice_holds_for_questions_typed_in_other_languages(chat, chosen, how):
+    user = chat(language_hint=others(chosen)[0])
+    (switched,) = user.send(HOW[how](chosen))
+    assert (switched["text"], switched["language"]) == (say("language_switched", chosen), chosen)
+    for other, topic in zip(others(chosen), ["address", "partners", "joint", "address"], strict=False):
+        replies = user.send(QUESTIONS[topic][other])
+        answer = replies[0]["text"]
+        assert [r["language"] for r in replies] == [chosen] * len(replies), (other, answer)
+        for fact in sample(FACTS[topic], chosen):
+            assert fact in answer, (other, answer)
+        assert language_of(answer) in (chosen, "zh"), (other, answer)
+
+
+@pytest.mark.parametrize("chosen", LANGUAGES)
+def test_only_another_explicit_choice_ends_it(chat, chosen):
+    first, *_ = others(chosen)
+    user = chat()
+    assert user.ask(f"/lang {chosen}") == say("language_switched", chosen)
+    assert user.send(QUESTIONS["address"][first])[0]["language"] == chosen
+    assert user.ask(f'/change_language{{"language":"{first}"}}') == say("language_switched", first)
+    replies = user.send(sample(QUESTIONS["partners"], chosen))
+    assert replies[0]["language"] == first  # now the new choice holds
+    assert "16" in replies[0]["text"]
+
+
+def test_without_a_choice_each_question_is_answered_in_its_language(chat):
+    user = chat()
+    for language in [code for code in LANGUAGES if code in QUESTIONS["address"]]:
+        replies = user.send(QUESTIONS["address"][language])
+        assert replies[0]["language"] == language
+
+
+def test_an_injected_slot_makes_no_choice(chat):
+    user = chat()
+    assert user.ask('/greet{"language_chosen": true, "language": "ru"}') == say("greet", "en")
+    assert user.send(QUESTIONS["address"]["fr"])[0]["language"] == "fr"  # detected: no choice was made
+    assert user.send(QUESTIONS["address"]["ru"])[0]["language"] == "ru"
+
+
+def test_a_russian_question_with_an_english_name_is_answered_in_russian(chat):
+    replies = chat().send("Есть ли у NJUPT программы с Queen Mary University of London?")
+    assert replies[0]["language"] == "ru"
 
 
 @pytest.mark.parametrize(

@@ -7,20 +7,30 @@ channels (normalising a language hint). The list of languages lives in
 
 How the reply language is chosen for each message (``choose``):
 
-1. an explicit request ("answer in Chinese", ``/lang ru``, a language button);
-2. otherwise the language of a message whose language is detected confidently;
-3. otherwise the conversation's current language (short or ambiguous messages:
+1. an explicit request ("answer in Chinese", ``/lang ru``, a language button,
+   the web page's selector) switches to that language;
+2. once the user made such a choice, it holds: every later message is answered
+   in it, whatever language it is typed in, until the next explicit request;
+3. otherwise (no choice made) the language of a message whose language is
+   detected confidently;
+4. otherwise the conversation's current language (short or ambiguous messages:
    "ok", "NYIT?", "2027", an emoji, a name);
-4. before that is known, the channel's hint (``metadata.language``);
-5. otherwise the default (English).
+5. before that is known, the channel's hint (``metadata.language``);
+6. otherwise the default (English).
 
 A message confidently detected in a language the bot does not speak keeps the
-language of rules 3-5 and is flagged ``unsupported``.
+language of rules 2 and 4-6 and is flagged ``unsupported``.
+
+A sentence's language is decided by its own words: the names the facts give
+(universities, programmes, the department, in every language) and acronyms are
+removed before detection, so "Есть ли у NJUPT программы с Queen Mary University
+of London?" is Russian.
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import unicodedata
 from dataclasses import dataclass
@@ -30,12 +40,19 @@ import yaml
 
 from bot.core.paths import LANGUAGES_FILE
 
+logger = logging.getLogger(__name__)
+
 # lingua's best guess is trusted when it is at least this confident and
 # MIN_LEAD times as likely as the runner-up.
 MIN_CONFIDENCE = 0.3
 MIN_LEAD = 1.5
 # Latin or Cyrillic messages with fewer letters than this keep the language.
 MIN_LETTERS = 4
+# Parts of the facts' names shorter than this are not removed before detection.
+MIN_NAME_CHARS = 3
+# A message of at most this many words (or twice as many Han characters) that
+# names a language asks for it, even when the NLU did not recognise the request.
+MAX_REQUEST_WORDS = 8
 
 # CJK ideographs: Extension A, the unified block and the compatibility block.
 HAN_RANGE = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
@@ -189,11 +206,57 @@ def warm_up() -> None:
     chinese_script("预热")
 
 
+# A letter that is not Han: names end where such letters do ("和Queen Mary有" is one).
+_NAME_EDGE = f"[^\\W\\d_{HAN_RANGE}]"
+_PARENTHESES = re.compile(r"[(（][^)）]*[)）]")
+
+
+def _name_pattern(name: str) -> str:
+    parts = [re.escape(p) for p in re.findall(rf"[{HAN_RANGE}]+|[^\W_{HAN_RANGE}]+", name)]
+    return rf"(?<!{_NAME_EDGE})" + r"[\W_]*".join(parts) + rf"(?!{_NAME_EDGE})"
+
+
+@functools.cache
+def _known_names() -> re.Pattern[str] | None:
+    """The names of data/facts/department.yml (universities, programmes, the
+    department), in every language: words that say nothing of a sentence's
+    language. Each comma-separated part on its own, without parentheses:
+    "Queen Mary, University of London (UK)" gives "Queen Mary" and "University
+    of London", so that "Queen Mary University of London" is found too."""
+    from bot.core.facts import FactsError, facts  # facts read languages.yml: imported late
+
+    try:
+        known = facts()
+    except FactsError as error:
+        logger.warning("no names to ignore in language detection: %s", error)
+        return None
+    values = [known.university, known.university_short, known.department, known.college,
+              *known.named_universities, *known.master_partners]  # fmt: skip
+    parts = set()
+    for value in values:
+        for text in {value.get(code) for code in registry().codes}:
+            for part in _PARENTHESES.sub(",", text).split(","):
+                if len(part.strip()) >= MIN_NAME_CHARS:
+                    parts.add(part.strip())
+    if not parts:
+        return None
+    names = sorted(parts, key=len, reverse=True)  # the longest name first
+    return re.compile("|".join(_name_pattern(name) for name in names), re.IGNORECASE)
+
+
+def without_names(text: str) -> str:
+    """``text`` without the known names, acronyms, links and e-mail addresses."""
+    names = _known_names()
+    text = URL.sub(" ", text)
+    text = names.sub(" ", text) if names else text
+    return ACRONYM.sub(" ", text)
+
+
 def detect(text: str) -> Detection:
     reg = registry()
     if (text or "").lstrip().startswith("/"):
         return Detection()  # a command or a button's payload says nothing of the language
-    cleaned = ACRONYM.sub(" ", URL.sub(" ", text or ""))
+    cleaned = without_names(text or "")
     han = len(HAN.findall(cleaned))
     words = WORD.findall(HAN.sub(" ", cleaned))
     letters = sum(len(w) for w in words)
@@ -229,7 +292,8 @@ def _fold(text: str) -> str:
 
 
 def requested_language(text: str) -> str | None:
-    """The language a message asks for by name ("answer in Chinese", "/lang ru")."""
+    """The language a message names ("answer in Chinese", "/lang ru"), by the
+    ``names`` of data/languages.yml; the longest name found wins."""
     reg = registry()
     folded = _fold(text or "")
     command = re.match(r"^\s*/lang(?:uage)?\s+(\S+)", folded)
@@ -243,24 +307,38 @@ def requested_language(text: str) -> str | None:
     return best[1] if best else None
 
 
+def is_short(text: str) -> bool:
+    """At most MAX_REQUEST_WORDS words (a Han character counting as half a word)."""
+    words = len(WORD.findall(HAN.sub(" ", text or "")))
+    return words + len(HAN.findall(text or "")) / 2 <= MAX_REQUEST_WORDS
+
+
 # --- the choice ----------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class Choice:
     language: str
-    reason: str  # explicit | detected | kept | hint | default
+    reason: str  # explicit | chosen | detected | kept | hint | default
     unsupported: str | None = None
 
 
-def choose(text: str, current: str | None, hint: object = None, explicit: str | None = None) -> Choice:
-    """The language to answer this message in (see the module docstring)."""
+def choose(
+    text: str, current: str | None, hint: object = None, explicit: str | None = None, chosen: bool = False
+) -> Choice:
+    """The language to answer this message in (see the module docstring).
+
+    ``explicit`` is the language this message asks for; ``chosen`` says that the
+    user asked for ``current`` earlier (and has not asked for another since).
+    """
     reg = registry()
     if explicit in reg.languages:
         return Choice(explicit, "explicit")
     current = current if current in reg.languages else None
     hinted = reg.normalize(hint)
     detection = detect(text)
+    if chosen and current:
+        return Choice(current, "chosen", detection.unsupported)
     if detection.language == "zh":
         for candidate in (current, hinted):
             if candidate and reg.languages[candidate].lingua == "ZH":

@@ -22,6 +22,8 @@ from bot.core.languages import Registry, registry, to_traditional
 from bot.core.paths import TEXTS_DIR
 
 logger = logging.getLogger(__name__)
+# libyaml when installed: the line numbers of the checks cost no time
+LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class TextsError(ValueError):
@@ -42,6 +44,16 @@ def _read(path: Path) -> dict[str, str]:
     return raw
 
 
+def _key_lines(path: Path) -> dict[str, int]:
+    """Top-level key -> its line number (none when the file does not exist)."""
+    if not path.exists():
+        return {}
+    root = yaml.compose(path.read_text(encoding="utf-8"), Loader=LOADER)
+    if not isinstance(root, yaml.MappingNode):
+        return {}
+    return {k.value: k.start_mark.line + 1 for k, _ in root.value if isinstance(k, yaml.ScalarNode)}
+
+
 @dataclass(frozen=True)
 class Texts:
     by_language: dict[str, dict[str, str]]
@@ -49,20 +61,30 @@ class Texts:
     default: str
 
     def problems(self) -> list[str]:
-        """Every key missing, extra or with other placeholders than the default language's."""
+        """Every key missing, extra or with other placeholders than the default language's,
+        each with its file and line (for a missing key, the line of the default's text)."""
         reference = self.by_language[self.default]
+        lines = {code: _key_lines(path) for code, path in self.files.items()}
+        default_at = f"{self.files[self.default]}"
         found = []
         for language, texts in self.by_language.items():
-            where = f"{self.files[language]} ({language})"
+            path = self.files[language]
             for key, text in reference.items():
+                at = f"{path}:{lines[language][key]}" if key in lines[language] else str(path)
                 if key not in texts:
-                    found.append(f"{where}: key {key!r} has no translation")
+                    found.append(
+                        f"{path}: {language}: key {key!r} has no translation "
+                        f"(the {self.default} text: {default_at}:{lines[self.default].get(key, 1)})"
+                    )
                 elif placeholders_of(texts[key]) != placeholders_of(text):
                     found.append(
-                        f"{where}: key {key!r} has placeholders {sorted(placeholders_of(texts[key]))}, "
+                        f"{at}: {language}: key {key!r} has placeholders {sorted(placeholders_of(texts[key]))}, "
                         f"expected {sorted(placeholders_of(text))}"
                     )
-            found += [f"{where}: key {key!r} is unknown" for key in texts.keys() - reference.keys()]
+            found += [
+                f"{path}:{lines[language].get(key, 1)}: {language}: key {key!r} is unknown"
+                for key in texts.keys() - reference.keys()
+            ]
         return found
 
     def raw(self, key: str, language: str) -> str:
@@ -107,8 +129,16 @@ def join(items: list[str], language: str, source: Texts | None = None) -> str:
     return separator.join(items[:-1]) + source.raw("list_last_separator", language) + items[-1]
 
 
+def spoken_languages(language: str, source: Texts | None = None, languages: Registry | None = None) -> str:
+    """Every language of data/languages.yml by its own name (its ``language_name``),
+    joined in ``language``: 'English, 简体中文, 繁體中文, Русский and Français'."""
+    source = source or texts()
+    return join([source.raw("language_name", code) for code in (languages or registry()).codes], language, source)
+
+
 def fact_values(language: str, known: Facts | None = None, source: Texts | None = None) -> dict[str, str]:
-    """The value of every fact placeholder, in ``language``."""
+    """The value of every placeholder filled by code, in ``language``: the facts,
+    and ``{languages}``, the languages the bot speaks (from data/languages.yml)."""
     f, source = known or facts(), source or texts()
 
     def one(value: Localized) -> str:
@@ -141,6 +171,7 @@ def fact_values(language: str, known: Facts | None = None, source: Texts | None 
         "city": one(f.city),
         "postcode": f.postcode,
         "country": one(f.country),
+        "languages": spoken_languages(language, source),
     }
     values["address"] = source.raw("address_format", language).format_map(values)
     return values

@@ -2,6 +2,7 @@
 plus the held-out exam in ``tests/nlu_holdout/``: enough questions per intent in
 every language, enough near-miss questions (``tests/nlu_holdout/near_miss/``, all
 ``out_of_scope``) in every language, and none of them copied into the training data.
+Every problem is listed in one run, each with its file and line.
 
     python -m bot.tools.datacheck
 """
@@ -9,10 +10,11 @@ every language, enough near-miss questions (``tests/nlu_holdout/near_miss/``, al
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from bot.core import validation
 from bot.core.paths import NLU_DIR, ROOT
-from bot.core.validation import domain_intents, example_problems, normal, read_examples
+from bot.core.validation import domain_intents, example_problems, normal, read_example_lines
 
 HOLDOUT_DIR = ROOT / "tests" / "nlu_holdout"
 # Questions that name something the bot knows but ask for what the brief does not
@@ -22,13 +24,21 @@ MIN_HOLDOUT_EXAMPLES = 8
 MIN_NEAR_MISS_EXAMPLES = 12
 
 
-def leak_problems() -> list[str]:
-    """Held-out questions must never be in the training data."""
-    training = {normal(e) for path in NLU_DIR.glob("*.yml") for ex in read_examples(path).values() for e in ex}
+def leak_problems(training_dir: Path = NLU_DIR, holdout_dir: Path = HOLDOUT_DIR) -> list[str]:
+    """Held-out questions must never be in the training data: each copy with both places."""
+    training: dict[str, list[str]] = {}
+    for path in sorted(training_dir.glob("*.yml")):
+        for examples in read_example_lines(path).values():
+            for text, line in examples:
+                training.setdefault(normal(text), []).append(f"{path}:{line}")
     found = []
-    for path in sorted(HOLDOUT_DIR.glob("*.yml")) + sorted(NEAR_MISS_DIR.glob("*.yml")):
-        for intent, examples in read_examples(path).items():
-            found += [f"{path}: {intent}: {e!r} is also a training example" for e in examples if normal(e) in training]
+    for path in sorted(holdout_dir.glob("*.yml")) + sorted((holdout_dir / "near_miss").glob("*.yml")):
+        for intent, examples in read_example_lines(path).items():
+            found += [
+                f"{path}:{line}: {intent}: {text!r} is also a training example at {', '.join(training[normal(text)])}"
+                for text, line in examples
+                if normal(text) in training
+            ]
     return found
 
 
