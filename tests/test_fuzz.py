@@ -107,3 +107,23 @@ async def test_the_telegram_webhook_answers_an_update_of_the_wrong_shape_with_40
             await server.wait_closed()
             await server.after_stop()
     assert answer.status_code == 400 and answer.json() == {"error": "not a Telegram update"}
+
+
+def test_the_rest_channel_refuses_a_lone_surrogate_with_400():
+    from bot.plugins.rest import BadRequest, parse_request
+
+    for body in ({"sender": "fuzz", "message": "hi \ud800"}, {"sender": "\udfff", "message": "hi"}):
+        with pytest.raises(BadRequest):
+            parse_request(body)
+
+
+async def test_a_message_the_database_cannot_store_fails_alone_and_does_not_stop_rasa(tmp_path, monkeypatch):
+    """Rasa's SQL tracker store exited the server on any ValueError (a lone surrogate on SQLite,
+    a NUL on PostgreSQL): one request stopped the bot."""
+    from bot.plugins.stores import EnvSQLTrackerStore
+
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'bot.db'}")
+    store = EnvSQLTrackerStore()
+    with pytest.raises(ValueError):  # UnicodeEncodeError: that message fails, the process goes on
+        await store.retrieve("telegram-\udfff")
+    assert await store.retrieve("fuzz-ordinary") is None
