@@ -14,7 +14,7 @@ TRAINING := config.yml domain.yml bot/plugins/nlu.py bot/core/languages.py data/
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install run train test lint browser validate evaluate bench screenshot clean
+.PHONY: help install run train test lint browser validate evaluate bench fuzz screenshot clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ evaluate: $(MODEL) ## NLU accuracy per language on the held-out set -> reports/e
 
 bench: $(MODEL) ## training time, start-up, latency and memory -> reports/bench.md
 	$(PY) -m bot.tools.bench
+
+fuzz: $(MODEL) ## 10,000 hostile inputs (Hypothesis) against a stack of its own -> reports/fuzz.md
+	$(PY) -m bot.tools.fuzz --examples 10000 --seed 1
 
 screenshot: browser $(MODEL) ## the web chat in a conversation, in Debian's Chromium -> docs/screenshot.png
 	$(PY) -m bot.tools.screenshot

@@ -58,6 +58,14 @@ class BadRequest(ValueError):
         self.status = status
 
 
+def encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def parse_request(body: Any) -> tuple[str, str, dict[str, Any]]:
     """Sender, text and metadata of a REST request body, or BadRequest."""
     if not isinstance(body, dict):
@@ -74,6 +82,8 @@ def parse_request(body: Any) -> tuple[str, str, dict[str, Any]]:
         raise BadRequest('"message" must be a string')
     if len(text) > MAX_MESSAGE_CHARS:
         raise BadRequest(f'"message" is longer than {MAX_MESSAGE_CHARS} characters', status=413)
+    if not encodable(sender) or not encodable(text):  # "\ud800" in JSON: no character at all
+        raise BadRequest('"sender" and "message" must be Unicode text (no lone surrogates)')
     metadata = body.get("metadata") or {}
     if not isinstance(metadata, dict):
         raise BadRequest('"metadata" must be a JSON object')

@@ -197,7 +197,7 @@ class TelegramWebhook(InputChannel):
                 return response.json({"error": "the Bot API is unreachable"}, status=503)
             try:
                 update = Update.de_json(data, app.bot)
-            except (KeyError, TypeError, ValueError):
+            except Exception:  # a field of the wrong type raises whatever it leads to (AttributeError, …)
                 return response.json({"error": "not a Telegram update"}, status=400)
             conversation.agent = getattr(request.app.ctx, "agent", None)
             app.bot.insert_callback_data(update)  # button payloads, as the polling updater does

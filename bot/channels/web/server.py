@@ -221,8 +221,10 @@ async def limited(request: web.Request, sender: str) -> web.Response | None:
 
 async def message(request: web.Request) -> web.Response:
     try:
-        body = await request.json()
-    except (ValueError, UnicodeDecodeError):
+        # JSON is UTF-8 (RFC 8259): a charset in Content-Type is not looked up (a bogus one raised
+        # LookupError), and nesting too deep for the parser is a bad request, not a crash.
+        body = json.loads(await request.read())
+    except (ValueError, RecursionError):
         body = None
     if not isinstance(body, dict):
         return _error('expected {"sender": "web-…", "message": "text", "language": "en"}', 400)
