@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sanic import Sanic
 
-from bot.channels.telegram.bridge import SECRET_HEADER, Settings
+from bot.channels.telegram.handlers import SECRET_HEADER, Settings
 from bot.channels.telegram.webhook import TelegramWebhook
 from bot.cli.servers import Servers
 from bot.tools import fuzz

@@ -56,6 +56,7 @@ from urllib.parse import parse_qsl, quote
 from hypothesis import HealthCheck, Phase, given, seed, settings
 from hypothesis import strategies as st
 
+from bot.channels.telegram.handlers import SECRET_HEADER
 from bot.cli.servers import Servers
 from bot.core.limits import MAX_MESSAGE_CHARS
 from bot.core.paths import MODEL, ROOT
@@ -234,7 +235,6 @@ def json_request(target: str, path: str, body: Any, headers: Iterable[tuple[str,
 
 REST = "/webhooks/rest/webhook"
 TELEGRAM = "/webhooks/telegram/webhook"
-SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 
 
 # --- strategies ----------------------------------------------------------------------
