@@ -501,6 +501,24 @@ async def test_the_webhook_answers_only_requests_with_the_secret(api):
     assert api.texts(2201) == [] and api.texts(2202) == ["Answer to /greet"]
 
 
+async def test_one_chat_over_its_rate_gets_429_on_the_webhook_and_others_go_on(api, monkeypatch):
+    monkeypatch.setenv("RATE_LIMIT_PER_SENDER", "2")
+    channel = TelegramWebhook(Settings(api.token, SECRET, api.base_url))
+    async with (
+        WebhookServer(channel, lambda text: f"Answer to {text}") as server,
+        httpx.AsyncClient(timeout=60) as client,
+    ):
+        statuses = []
+        for n in range(3):
+            update = {"update_id": 10 + n, "message": api.message(2601, text=f"question {n}", language_code="en")}
+            reply = await client.post(server.url, json=update, headers={SECRET_HEADER: SECRET})
+            statuses.append((reply.status_code, reply.headers.get("Retry-After")))
+        other = {"update_id": 20, "message": api.message(2602, text="hello", language_code="en")}
+        assert (await client.post(server.url, json=other, headers={SECRET_HEADER: SECRET})).status_code == 200
+    assert [s for s, _ in statuses] == [200, 200, 429] and int(statuses[2][1]) >= 1
+    assert api.texts(2601) == ["Answer to question 0", "Answer to question 1"]  # Telegram delivers the third again
+
+
 async def test_the_webhook_refuses_everything_without_a_secret_or_token(api):
     update = {"update_id": 1, "message": api.message(2301, text="hi")}
     async with httpx.AsyncClient(timeout=60) as client:

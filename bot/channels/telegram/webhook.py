@@ -59,6 +59,7 @@ from bot.channels.telegram.handlers import (
     quiet_http_logs,
 )
 from bot.core.rasa_client import RasaUnavailable
+from bot.core.ratelimit import Busy, RateLimits
 from bot.core.senders import TOKEN_HEADER, may_use
 from bot.plugins.rest import LanguageCollectingChannel, erase_conversation
 
@@ -159,6 +160,8 @@ class TelegramWebhook(InputChannel):
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         webhook = Blueprint(f"custom_webhook_{type(self).__name__}", __name__)
         conversation = InProcessRasa(on_new_message, self.name(), self.timeout)
+        # Per chat and in flight; not per address: every update comes from Telegram's servers.
+        limits = RateLimits.from_env()
         started: list[Application] = []
         lock = asyncio.Lock()
 
@@ -199,10 +202,21 @@ class TelegramWebhook(InputChannel):
                 update = Update.de_json(data, app.bot)
             except Exception:  # a field of the wrong type raises whatever it leads to (AttributeError, …)
                 return response.json({"error": "not a Telegram update"}, status=400)
+            # One chat over its rate, or too many updates in flight: Telegram delivers it again later.
+            chat = update.effective_chat
+            retry_after = await limits.check(sender=f"telegram-{chat.id}" if chat else None)
+            if retry_after:
+                return response.json(
+                    {"error": "too many requests"}, status=429, headers={"Retry-After": str(retry_after)}
+                )
             conversation.agent = getattr(request.app.ctx, "agent", None)
             app.bot.insert_callback_data(update)  # button payloads, as the polling updater does
-            # errors go to the handlers' error handler; one chat's updates in order
-            await app.update_processor.process_update(update, app.process_update(update))
+            try:
+                async with limits.slot():
+                    # errors go to the handlers' error handler; one chat's updates in order
+                    await app.update_processor.process_update(update, app.process_update(update))
+            except Busy as busy:
+                return response.json({"error": "busy"}, status=429, headers={"Retry-After": str(busy.retry_after)})
             return response.json({"status": "ok"})
 
         @webhook.route(CONVERSATIONS_PATH.removeprefix(PREFIX) + "/<sender>", methods=["GET"])
