@@ -79,6 +79,9 @@ def add_language(root: Path, fixture: Path) -> None:
     shutil.copy(fixture / "texts.yml", root / "data" / "texts" / f"{code}.yml")
     shutil.copy(fixture / "nlu.yml", root / "data" / "nlu" / f"{code}.yml")
     shutil.copy(fixture / "holdout.yml", root / "tests" / "nlu_holdout" / f"{code}.yml")
+    shutil.copy(fixture / "near_miss.yml", root / "tests" / "nlu_holdout" / "near_miss" / f"{code}.yml")
+    choices = root / "data" / "choices.yml"
+    write(choices, merge(read(choices), read(fixture / "choices.yml")))
 
 
 def run(root: Path, *command: str) -> subprocess.CompletedProcess:

@@ -189,7 +189,7 @@ class TelegramWebhook(InputChannel):
                 return response.json({"error": "TELEGRAM_BOT_TOKEN is not set"}, status=503)
             try:
                 data = json.loads(body)
-            except ValueError:
+            except (ValueError, RecursionError):  # not JSON, or nested deeper than Python reads
                 data = None
             if not isinstance(data, dict):
                 return response.json({"error": "expected a Telegram update (a JSON object)"}, status=400)
@@ -234,7 +234,7 @@ class TelegramWebhook(InputChannel):
                 return response.json({"error": "unknown conversation"}, status=404)
             try:
                 body = json.loads(request.body)
-            except ValueError:
+            except (ValueError, RecursionError):
                 body = None
             if not isinstance(body, list) or not all(
                 isinstance(e, dict) and e.get("event") in CHANNEL_EVENTS for e in body
