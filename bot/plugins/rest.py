@@ -117,8 +117,10 @@ class LanguageCollectingChannel(CollectingOutputChannel):
 
 async def erase_conversation(tracker_store: Any, sender: str) -> None:
     """Deletes every stored event of one conversation ("forget me"), then compacts the database."""
-    engine = getattr(tracker_store, "engine", None)
+    store = getattr(tracker_store, "_tracker_store", tracker_store)  # Rasa wraps it (AwaitableTrackerStore)
+    engine = getattr(store, "engine", None)
     if engine is None:  # not a SQL tracker store: nothing is kept on disk
+        logger.warning("forget me: the tracker store %s keeps no SQL engine", type(store).__name__)
         return
     await asyncio.get_running_loop().run_in_executor(None, functools.partial(erase_sender, sender, engine=engine))
 
