@@ -73,6 +73,38 @@ def test_the_schema_is_upgraded_without_losing_requests(database_url, monkeypatc
     assert RequestStore(database_url).upgrade() == 2  # applied once only
 
 
+def _add_a_column(connection) -> None:
+    """A migration that fails when applied twice (the column exists the second time), and
+    slow, so that every process has read the old version before the first one commits."""
+    time.sleep(0.5)
+    connection.execute(sa.text("ALTER TABLE office_requests ADD COLUMN phone_allowed BOOLEAN"))
+
+
+def _start_with_a_new_migration(url: str, barrier) -> None:
+    storage.MIGRATIONS.append(_add_a_column)
+    barrier.wait(60)
+    RequestStore(url)
+
+
+def test_processes_starting_at_once_apply_each_migration_once(database_url):
+    RequestStore(database_url).save(visit())
+    context = multiprocessing.get_context("fork")  # the children inherit nothing but this module's state
+    barrier = context.Barrier(4)
+    starts = [context.Process(target=_start_with_a_new_migration, args=(database_url, barrier)) for _ in range(4)]
+    for start in starts:
+        start.start()
+    for start in starts:
+        start.join(120)
+    assert [start.exitcode for start in starts] == [0, 0, 0, 0]
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        assert connection.execute(sa.select(storage.schema_table.c.version)).scalars().all() == [2]
+        assert connection.execute(sa.text("SELECT full_name, phone_allowed FROM office_requests")).all() == [
+            ("Ada Lovelace", None)
+        ]
+    engine.dispose()
+
+
 def _save_many(url: str, worker: int, count: int) -> None:
     store = RequestStore(url)
     for i in range(count):
