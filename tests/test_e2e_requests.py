@@ -9,6 +9,8 @@ import pytest
 
 from bot.core.texts import say
 
+from .conftest import LANGUAGES, sample
+
 pytestmark = pytest.mark.e2e
 NEXT_YEAR = dt.date.today().year + 1
 
@@ -196,3 +198,30 @@ def test_after_lang_the_request_button_runs_the_form_in_the_chosen_language(chat
     assert [m["text"] for m in started] == [say("form_visit_start", language), say("form_ask_visitor_name", language)]
     assert {m["language"] for m in started} == {language}
     assert user.ask("John Smith") == say("form_ask_institution", language)  # a name keeps the form's language
+
+
+# A range typed at the arrival question, as people write it in each language.
+RANGES = {
+    "en": f"from 10 May {NEXT_YEAR} to 14 May {NEXT_YEAR}",
+    "zh-Hans": f"{NEXT_YEAR}年5月10日至14日",
+    "zh-Hant": f"{NEXT_YEAR}年5月10日到14日",
+    "ru": f"с 10 по 14 мая {NEXT_YEAR}",
+    "fr": f"du 10 au 14 mai {NEXT_YEAR}",
+}
+
+
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_a_date_range_fills_both_dates_and_skips_the_departure_question(chat, servers, language):
+    user = chat()
+    assert user.ask(f"/lang {language}") == say("language_switched", language)
+    email = f"range-{language.lower()}@uni.example"
+    for answer in ["/request_visit", "Wang Fang", "Uni", "UK", email, say("purpose_lecture", language)]:
+        user.ask(answer)
+    reply = user.send(sample(RANGES, language))
+    assert reply[-1]["text"] == say("form_ask_visit_notes", language)  # departure not asked
+    assert {m["language"] for m in reply} == {language}
+    summary = user.ask("-")
+    assert "Wang Fang" in summary
+    user.ask("/affirm")
+    (row,) = [line for line in staff_csv(servers).splitlines() if email in line]
+    assert f"{NEXT_YEAR}-05-10" in row and f"{NEXT_YEAR}-05-14" in row
