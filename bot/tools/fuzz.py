@@ -1279,7 +1279,7 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: generate(limited, args.seed + 1_000),
                 args.model,
                 {},
-                "the default limits",
+                "RATE_LIMIT_PER_IP, RATE_LIMIT_PER_SENDER and MAX_IN_FLIGHT unset",
                 args.warm_up,
             )
         )
