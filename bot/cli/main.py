@@ -16,6 +16,8 @@
                 remove it again (the polling bridge resumes)
 
 With TELEGRAM_BOT_TOKEN set, `bot run` also starts the Telegram bridge (long polling).
+With REPLICAS=N (N > 1), DATABASE_URL (PostgreSQL) and REDIS_URL set, `bot run` starts N Rasa
+servers and N action servers behind HAProxy, which listens on the usual ports.
 """
 
 from __future__ import annotations
@@ -42,9 +44,15 @@ def run(args: argparse.Namespace) -> int:
                       host=args.host, auth_token=token, web_port=args.web_port,
                       web_host=args.web_host, cors=os.environ.get("WEB_CORS_ORIGIN") or None)  # fmt: skip
     servers.telegram = bool(os.environ.get("TELEGRAM_BOT_TOKEN", "").strip())
+    servers.replicas = args.replicas
     started = time.monotonic()
-    print(f"Starting the action server (:{args.action_port}), the Rasa server (:{args.rasa_port}) "
-          f"and the web chat at {servers.web_url}/ …")  # fmt: skip
+    if servers.replicas > 1:
+        ports = ", ".join(f":{r}/:{a}" for r, a in servers.replica_addresses)
+        print(f"Starting {servers.replicas} Rasa and action servers ({ports}) behind HAProxy "
+              f"(:{args.rasa_port}, :{args.action_port}) and the web chat at {servers.web_url}/ …")  # fmt: skip
+    else:
+        print(f"Starting the action server (:{args.action_port}), the Rasa server (:{args.rasa_port}) "
+              f"and the web chat at {servers.web_url}/ …")  # fmt: skip
     try:
         servers.start()
     except ServerError as error:
@@ -61,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
         + (" (set BOT_HOST / WEB_HOST to serve other machines)" if args.host in LOOPBACK else "")
     )
     print(f"  {telegram_status(servers)}")
+    if servers.replicas > 1:
+        print(f"  {servers.replicas} replicas behind HAProxy: tracker store on DATABASE_URL, lock store on REDIS_URL; "
+              f"servers: {', '.join(f'{name} {state}' for name, state in servers.backends().items())}")  # fmt: skip
     print(f"Logs in {servers.log_dir}. Ctrl-C stops everything.")
     stop = False
 
@@ -87,6 +98,12 @@ def run(args: argparse.Namespace) -> int:
         print("\nStopping…")
         servers.stop()
     return 0
+
+
+def replica_count(value: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= 16:
+        raise argparse.ArgumentTypeError(f"REPLICAS must be a number from 1 to 16, not {value!r}")
+    return int(value)
 
 
 def retention_days() -> int:
@@ -160,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--action-port", type=int, default=5055)
     run_parser.add_argument("--web-host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
     run_parser.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT", "8080")))
+    run_parser.add_argument("--replicas", type=replica_count, default=os.environ.get("REPLICAS") or "1",
+                            help="Rasa and action servers behind HAProxy (REPLICAS; 1: none)")  # fmt: skip
     run_parser.set_defaults(handler=run)
     commands.add_parser("check", help="check the department data").set_defaults(handler=check)
     telegram_parser = commands.add_parser("telegram", help="register or remove the Telegram webhook")
