@@ -265,7 +265,7 @@ def test_a_replica_killed_during_a_load_keeps_the_bot_serving_and_no_event_is_lo
         assert collapsed == messages, (sender, stored)
 
 
-def _lock_stores(count: int) -> list:
+def _lock_stores(count: int, monkeypatch: pytest.MonkeyPatch) -> list:
     """``count`` lock stores on Redis, as ``count`` replicas have, under a key prefix of their own."""
     import redis
     from rasa.utils.endpoints import EndpointConfig
@@ -276,14 +276,14 @@ def _lock_stores(count: int) -> list:
         redis.Redis.from_url(REDIS_URL, socket_timeout=3).ping()
     except redis.RedisError:
         _missing(f"Redis is not reachable at {REDIS_URL}")
-    os.environ.setdefault("REDIS_URL", REDIS_URL)
+    monkeypatch.setenv("REDIS_URL", REDIS_URL)
     prefix = f"test{uuid.uuid4().hex[:8]}"
     return [EnvRedisLockStore(EndpointConfig(key_prefix=prefix)) for _ in range(count)]
 
 
-def test_replicas_taking_tickets_at_once_never_share_one():
+def test_replicas_taking_tickets_at_once_never_share_one(monkeypatch):
     """Rasa's own RedisLockStore gave 171 distinct tickets for 400 taken this way."""
-    stores, tickets = _lock_stores(4), []
+    stores, tickets = _lock_stores(4, monkeypatch), []
     start = threading.Barrier(len(stores))
 
     def take(store) -> None:
@@ -297,11 +297,11 @@ def test_replicas_taking_tickets_at_once_never_share_one():
     stores[0].red.delete(stores[0].key_prefix + "one-conversation")
 
 
-def test_one_conversation_is_handled_by_one_replica_at_a_time():
+def test_one_conversation_is_handled_by_one_replica_at_a_time(monkeypatch):
     """Rasa's own RedisLockStore let three in at once here, and failed two with LockError."""
     import asyncio
 
-    stores, inside, most, done = _lock_stores(4), [0], [0], []
+    stores, inside, most, done = _lock_stores(4, monkeypatch), [0], [0], []
     guard = threading.Lock()
 
     async def handle(store) -> None:
@@ -319,3 +319,21 @@ def test_one_conversation_is_handled_by_one_replica_at_a_time():
         list(pool.map(lambda store: asyncio.run(handle(store)), stores))
     assert (most[0], len(done)) == (1, 60)  # never two at once, and no LockError
     assert stores[0].get_lock("shared-conversation") is None  # the last one out deleted it
+
+
+def test_bot_endpoints_prints_the_file_a_replica_on_another_machine_needs_without_a_secret():
+    import subprocess
+    import sys
+
+    import yaml
+
+    env = {**os.environ, "REDIS_URL": "redis://:s3cret-word@redis.internal:6379/2"}
+    result = subprocess.run([sys.executable, "-m", "bot.cli.main", "endpoints", "--action-url",
+                             "http://lb.internal:5055/webhook"], capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert "s3cret" not in result.stdout
+    endpoints = yaml.safe_load(result.stdout)
+    assert endpoints["action_endpoint"] == {"url": "http://lb.internal:5055/webhook",
+                                            "headers": {"X-Action-Token": "${ACTION_SERVER_TOKEN}"}}  # fmt: skip
+    assert endpoints["lock_store"] == {"type": "bot.plugins.locks.EnvRedisLockStore", "key_prefix": "njupt"}
+    assert endpoints["tracker_store"] == {"type": "bot.plugins.stores.EnvSQLTrackerStore"}

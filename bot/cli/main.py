@@ -14,6 +14,9 @@
                 TELEGRAM_WEBHOOK_SECRET; the polling bridge then pauses
     bot telegram delete-webhook
                 remove it again (the polling bridge resumes)
+    bot endpoints --action-url URL
+                print the endpoints file `bot run` gives Rasa, for a Rasa server
+                started by other means (the lock store on Redis when REDIS_URL is set)
 
 With TELEGRAM_BOT_TOKEN set, `bot run` also starts the Telegram bridge (long polling).
 With REPLICAS=N (N > 1), DATABASE_URL (PostgreSQL) and REDIS_URL set, `bot run` starts N Rasa
@@ -30,7 +33,7 @@ import sys
 import time
 
 from bot.cli import staff
-from bot.cli.servers import ServerError, Servers
+from bot.cli.servers import ServerError, Servers, endpoints_file
 from bot.core import privacy
 from bot.core.paths import MODEL
 
@@ -156,6 +159,11 @@ def telegram_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def endpoints(args: argparse.Namespace) -> int:
+    print(endpoints_file(args.action_url, bool(os.environ.get("REDIS_URL", "").strip())), end="")
+    return 0
+
+
 def check(args: argparse.Namespace) -> int:
     from bot.core.validation import problems
 
@@ -181,6 +189,10 @@ def main(argv: list[str] | None = None) -> int:
                             help="Rasa and action servers behind HAProxy (REPLICAS; 1: none)")  # fmt: skip
     run_parser.set_defaults(handler=run)
     commands.add_parser("check", help="check the department data").set_defaults(handler=check)
+    endpoints_parser = commands.add_parser("endpoints", help="print Rasa's endpoints file (for other machines)")
+    endpoints_parser.add_argument("--action-url", default="http://127.0.0.1:5055/webhook",
+                                  help="the action servers' webhook (their load balancer's)")  # fmt: skip
+    endpoints_parser.set_defaults(handler=endpoints)
     telegram_parser = commands.add_parser("telegram", help="register or remove the Telegram webhook")
     telegram_commands = telegram_parser.add_subparsers(dest="telegram_command", required=True)
     set_parser = telegram_commands.add_parser("set-webhook", help="register URL (https) with TELEGRAM_WEBHOOK_SECRET")

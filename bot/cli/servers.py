@@ -76,6 +76,19 @@ def port_in_use(host: str, port: int) -> bool:
         return probe.connect_ex((host, port)) == 0
 
 
+def endpoints_file(action_url: str, redis: bool, key_prefix: str = LOCK_KEY_PREFIX) -> str:
+    """endpoints.yml pointed at ``action_url``; the action server's token is read from the
+    environment (Rasa expands ``${ACTION_SERVER_TOKEN}``), so the file holds no secret. With
+    ``redis``, Rasa's lock store on Redis (``bot.plugins.locks``, which reads ``REDIS_URL``)."""
+    endpoints = yaml.safe_load((ROOT / "endpoints.yml").read_text(encoding="utf-8"))
+    endpoints["action_endpoint"] = {"url": action_url, "headers": {"X-Action-Token": "${ACTION_SERVER_TOKEN}"}}
+    if redis:
+        endpoints["lock_store"] = {"type": "bot.plugins.locks.EnvRedisLockStore", "key_prefix": key_prefix}
+    text = yaml.safe_dump(endpoints, sort_keys=False)
+    assert "X-Action-Token: ${ACTION_SERVER_TOKEN}" in text  # plain, or Rasa would not expand it
+    return text
+
+
 def haproxy_path() -> str | None:
     """HAProxy's executable (Debian installs it in /usr/sbin), or None."""
     return shutil.which("haproxy") or next((p for p in ("/usr/sbin/haproxy",) if os.access(p, os.X_OK)), None)
@@ -170,25 +183,11 @@ class Servers:
         return f"http://{'localhost' if local else self.web_host}:{self.web_port}"
 
     def _endpoints(self, env: dict[str, str]) -> Path:
-        """endpoints.yml, pointed at this action server (or the load balancer in front of the
-        action servers); its token is read from the environment (Rasa expands
-        ``${ACTION_SERVER_TOKEN}``), so the file holds no secret. With ``REDIS_URL`` set, Rasa's
-        lock store on Redis (``bot.plugins.locks``, which reads the URL from the environment)."""
-        endpoints = yaml.safe_load((ROOT / "endpoints.yml").read_text(encoding="utf-8"))
-        endpoints["action_endpoint"] = {
-            "url": f"{self.action_url}/webhook",
-            "headers": {"X-Action-Token": "${ACTION_SERVER_TOKEN}"},
-        }
-        if env.get("REDIS_URL", "").strip():
-            endpoints["lock_store"] = {
-                "type": "bot.plugins.locks.EnvRedisLockStore",
-                "key_prefix": self.lock_key_prefix,
-            }
-        text = yaml.safe_dump(endpoints, sort_keys=False)
-        assert "X-Action-Token: ${ACTION_SERVER_TOKEN}" in text  # plain, or Rasa would not expand it
+        """The endpoints file of this start (``endpoints_file``), under var/."""
+        redis = bool(env.get("REDIS_URL", "").strip())
         path = VAR / f"endpoints.{self.action_port}.yml"
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding="utf-8")
+        path.write_text(endpoints_file(f"{self.action_url}/webhook", redis, self.lock_key_prefix), encoding="utf-8")
         return path
 
     def _env(self) -> dict[str, str]:
@@ -364,7 +363,8 @@ class Servers:
                 time.sleep(0.5)
 
     def process(self, name: str) -> Process:
-        """The process called ``name`` ("action server", "Rasa server", "web chat", "Telegram bridge")."""
+        """The process called ``name`` ("action server", "Rasa server", "web chat", "Telegram bridge"; with
+        replicas "action server 1", "Rasa server 1", …, "load balancer")."""
         found = [process for process in self.processes if process.name == name]
         if not found:
             raise KeyError(f"no {name} in {[p.name for p in self.processes]}")
