@@ -239,8 +239,9 @@ class Servers:
 
     def _haproxy(self) -> Process:
         """HAProxy in front of the replicas: Rasa on ``rasa_port``, the action servers on
-        ``action_port``. Retries a request whose server could not be reached or closed without
-        answering (killed: Rasa stores a turn only once it is answered), on another server."""
+        ``action_port``. Resends a request whose server could not be reached or closed without
+        answering to another server (a killed Rasa had stored nothing of a message it had not
+        finished handling)."""
         stem = VAR / f"haproxy.{self.rasa_port}"
         self.lb_socket = stem.with_suffix(".sock")
         rasa = "\n".join(f"    server rasa-{i} {self._local}:{r}" for i, (r, _) in enumerate(self.replica_addresses, 1))
@@ -381,17 +382,21 @@ class Servers:
         self.stop()
 
 
-# HAProxy 2.6 (Debian 12). Traffic is not logged (a URL can name a conversation; no log
-# target): its log has only the warnings it prints itself, such as a server going down. A
-# server is out after 2 failed checks a second apart, back after 2 good ones.
+# HAProxy 2.6 (Debian 12). Only failed requests are logged, without the client's address or
+# the URL (a URL can name a conversation), and the servers going down and up. A server is out
+# after 2 failed checks a second apart, back after 2 good ones.
 HAPROXY_CONFIG = """\
 # Written by bot/cli/servers.py at each start with REPLICAS; edits are lost.
 global
     stats socket {socket} mode 600 level user
+    log stderr format raw local0 info
 
 defaults
     mode http
     log global
+    # failed requests only, without the client's address or the URL
+    option dontlog-normal
+    log-format "%tr %ft %b/%s status=%ST time=%Tt ms termination=%tsc retries=%rc"
     option forwardfor
     option redispatch
     retries 3
