@@ -343,3 +343,25 @@ def test_bot_endpoints_prints_the_file_a_replica_on_another_machine_needs_withou
                                             "headers": {"X-Action-Token": "${ACTION_SERVER_TOKEN}"}}  # fmt: skip
     assert endpoints["lock_store"] == {"type": "bot.plugins.locks.EnvRedisLockStore", "key_prefix": "njupt"}
     assert endpoints["tracker_store"] == {"type": "bot.plugins.stores.EnvSQLTrackerStore"}
+
+
+def test_bot_run_starts_a_replica_again_and_stops_when_another_process_exits(tmp_path):
+    import sys
+
+    from bot.cli.main import watch
+    from bot.cli.servers import Process, ServerError
+
+    def exits(name: str) -> Process:
+        process = Process(name, [sys.executable, "-c", "pass"], None, tmp_path / f"{name}.log", dict(os.environ))
+        process.start()
+        process.popen.wait(30)
+        return process
+
+    servers = Servers(replicas=2)
+    servers.processes = [exits("Rasa server 2")]
+    first, restarted = servers.processes[0].popen.pid, {}
+    watch(servers, restarted)
+    assert servers.processes[0].popen.pid != first and "Rasa server 2" in restarted
+    servers.processes.append(exits("load balancer"))
+    with pytest.raises(ServerError, match="load balancer exited"):
+        watch(servers, restarted)

@@ -86,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     retention = retention_days()
     next_purge = time.monotonic()
+    restarted: dict[str, float] = {}
     try:
         while not stop:
-            for process in servers.processes:
-                process.check_alive()
+            watch(servers, restarted)
             if retention and time.monotonic() >= next_purge:
                 apply_retention(retention)
                 next_purge = time.monotonic() + 86400
@@ -101,6 +101,25 @@ def run(args: argparse.Namespace) -> int:
         print("\nStopping…")
         servers.stop()
     return 0
+
+
+# A replica that exited is started again, at most once in this many seconds.
+RESTART_SECONDS = 30.0
+
+
+def watch(servers: Servers, restarted: dict[str, float]) -> None:
+    """Raises ServerError when a process exited, except a replica (``Rasa server 2``): the others
+    serve while it is started again, as systemd's ``Restart=`` would."""
+    for process in servers.processes:
+        if process.popen is not None and process.popen.poll() is None:
+            continue
+        if servers.replicas <= 1 or not process.name[-1].isdigit():
+            process.check_alive()
+        if time.monotonic() >= restarted.get(process.name, float("-inf")) + RESTART_SECONDS:
+            print(f"warning: the {process.name} exited (see {process.log}); the other replicas serve "
+                  "while it starts again", file=sys.stderr)  # fmt: skip
+            restarted[process.name] = time.monotonic()
+            process.start()
 
 
 def replica_count(value: str) -> int:
