@@ -14,7 +14,7 @@ TRAINING := config.yml domain.yml bot/plugins/nlu.py bot/core/languages.py data/
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install run train test lint browser validate evaluate bench fuzz screenshot clean
+.PHONY: help install run train test lint browser haproxy validate evaluate bench fuzz screenshot clean
 
 help: ## list the targets
 	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -37,14 +37,15 @@ $(MODEL): $(STAMP) $(TRAINING)
 
 train: $(MODEL) ## train the model when it is missing or older than its data/config
 
-run: $(MODEL) ## install, train if needed, start the action and Rasa servers (Ctrl-C stops)
+run: $(MODEL) ## install, train if needed, start the action and Rasa servers (Ctrl-C stops; REPLICAS=2: behind HAProxy)
+	@case "$${REPLICAS:-1}" in 0|1) ;; *) .ci/need-haproxy ;; esac
 	$(VENV)/bin/bot run
 
 validate: $(STAMP) ## check the data: facts, texts and examples in every language, rasa data validate
 	$(PY) -m bot.tools.datacheck
 	$(RASA) data validate --config config.yml --domain domain.yml --data data/nlu data/rules --fail-on-warnings
 
-test: lint browser $(MODEL) ## install, train if needed, lint, run the whole test suite
+test: lint browser haproxy $(MODEL) ## install, train if needed, lint, run the whole test suite
 	$(VENV)/bin/pytest -q
 
 lint: $(STAMP) ## ruff check and ruff format --check over the whole tree
@@ -53,6 +54,9 @@ lint: $(STAMP) ## ruff check and ruff format --check over the whole tree
 
 browser: ## install Debian's Chromium and the screenshot fonts when missing (as root)
 	@.ci/need-browser
+
+haproxy: ## install Debian's HAProxy when missing (as root): the load balancer of REPLICAS
+	@.ci/need-haproxy
 
 evaluate: $(MODEL) ## NLU accuracy per language on the held-out set -> reports/evaluation.md
 	$(PY) -m bot.tools.evaluate

@@ -14,8 +14,13 @@
                 TELEGRAM_WEBHOOK_SECRET; the polling bridge then pauses
     bot telegram delete-webhook
                 remove it again (the polling bridge resumes)
+    bot endpoints --action-url URL
+                print the endpoints file `bot run` gives Rasa, for a Rasa server
+                started by other means (the lock store on Redis when REDIS_URL is set)
 
 With TELEGRAM_BOT_TOKEN set, `bot run` also starts the Telegram bridge (long polling).
+With REPLICAS=N (N > 1), DATABASE_URL (PostgreSQL) and REDIS_URL set, `bot run` starts N Rasa
+servers and N action servers behind HAProxy, which listens on the usual ports.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ import sys
 import time
 
 from bot.cli import staff
-from bot.cli.servers import ServerError, Servers
+from bot.cli.servers import ServerError, Servers, endpoints_file
 from bot.core import privacy
 from bot.core.paths import MODEL
 
@@ -42,9 +47,15 @@ def run(args: argparse.Namespace) -> int:
                       host=args.host, auth_token=token, web_port=args.web_port,
                       web_host=args.web_host, cors=os.environ.get("WEB_CORS_ORIGIN") or None)  # fmt: skip
     servers.telegram = bool(os.environ.get("TELEGRAM_BOT_TOKEN", "").strip())
+    servers.replicas = args.replicas
     started = time.monotonic()
-    print(f"Starting the action server (:{args.action_port}), the Rasa server (:{args.rasa_port}) "
-          f"and the web chat at {servers.web_url}/ …")  # fmt: skip
+    if servers.replicas > 1:
+        ports = ", ".join(f":{r}/:{a}" for r, a in servers.replica_addresses)
+        print(f"Starting {servers.replicas} Rasa and action servers ({ports}) behind HAProxy "
+              f"(:{args.rasa_port}, :{args.action_port}) and the web chat at {servers.web_url}/ …")  # fmt: skip
+    else:
+        print(f"Starting the action server (:{args.action_port}), the Rasa server (:{args.rasa_port}) "
+              f"and the web chat at {servers.web_url}/ …")  # fmt: skip
     try:
         servers.start()
     except ServerError as error:
@@ -61,6 +72,9 @@ def run(args: argparse.Namespace) -> int:
         + (" (set BOT_HOST / WEB_HOST to serve other machines)" if args.host in LOOPBACK else "")
     )
     print(f"  {telegram_status(servers)}")
+    if servers.replicas > 1:
+        print(f"  {servers.replicas} replicas behind HAProxy: tracker store on DATABASE_URL, lock store on REDIS_URL; "
+              f"servers: {', '.join(f'{name} {state}' for name, state in servers.backends().items())}")  # fmt: skip
     print(f"Logs in {servers.log_dir}. Ctrl-C stops everything.")
     stop = False
 
@@ -72,10 +86,10 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     retention = retention_days()
     next_purge = time.monotonic()
+    restarted: dict[str, float] = {}
     try:
         while not stop:
-            for process in servers.processes:
-                process.check_alive()
+            watch(servers, restarted)
             if retention and time.monotonic() >= next_purge:
                 apply_retention(retention)
                 next_purge = time.monotonic() + 86400
@@ -87,6 +101,31 @@ def run(args: argparse.Namespace) -> int:
         print("\nStopping…")
         servers.stop()
     return 0
+
+
+# A replica that exited is started again, at most once in this many seconds.
+RESTART_SECONDS = 30.0
+
+
+def watch(servers: Servers, restarted: dict[str, float]) -> None:
+    """Raises ServerError when a process exited, except a replica (``Rasa server 2``): the others
+    serve while it is started again, as systemd's ``Restart=`` would."""
+    for process in servers.processes:
+        if process.popen is not None and process.popen.poll() is None:
+            continue
+        if servers.replicas <= 1 or not process.name[-1].isdigit():
+            process.check_alive()
+        if time.monotonic() >= restarted.get(process.name, float("-inf")) + RESTART_SECONDS:
+            print(f"warning: the {process.name} exited (see {process.log}); the other replicas serve "
+                  "while it starts again", file=sys.stderr)  # fmt: skip
+            restarted[process.name] = time.monotonic()
+            process.start()
+
+
+def replica_count(value: str) -> int:
+    if not value.strip().isdigit() or not 1 <= int(value) <= 16:
+        raise argparse.ArgumentTypeError(f"REPLICAS must be a number from 1 to 16, not {value!r}")
+    return int(value)
 
 
 def retention_days() -> int:
@@ -139,6 +178,11 @@ def telegram_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def endpoints(args: argparse.Namespace) -> int:
+    print(endpoints_file(args.action_url, bool(os.environ.get("REDIS_URL", "").strip())), end="")
+    return 0
+
+
 def check(args: argparse.Namespace) -> int:
     from bot.core.validation import problems
 
@@ -160,8 +204,14 @@ def main(argv: list[str] | None = None) -> int:
     run_parser.add_argument("--action-port", type=int, default=5055)
     run_parser.add_argument("--web-host", default=os.environ.get("WEB_HOST", "127.0.0.1"))
     run_parser.add_argument("--web-port", type=int, default=int(os.environ.get("WEB_PORT", "8080")))
+    run_parser.add_argument("--replicas", type=replica_count, default=os.environ.get("REPLICAS") or "1",
+                            help="Rasa and action servers behind HAProxy (REPLICAS; 1: none)")  # fmt: skip
     run_parser.set_defaults(handler=run)
     commands.add_parser("check", help="check the department data").set_defaults(handler=check)
+    endpoints_parser = commands.add_parser("endpoints", help="print Rasa's endpoints file (for other machines)")
+    endpoints_parser.add_argument("--action-url", default="http://127.0.0.1:5055/webhook",
+                                  help="the action servers' webhook (their load balancer's)")  # fmt: skip
+    endpoints_parser.set_defaults(handler=endpoints)
     telegram_parser = commands.add_parser("telegram", help="register or remove the Telegram webhook")
     telegram_commands = telegram_parser.add_subparsers(dest="telegram_command", required=True)
     set_parser = telegram_commands.add_parser("set-webhook", help="register URL (https) with TELEGRAM_WEBHOOK_SECRET")

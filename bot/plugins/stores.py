@@ -42,6 +42,8 @@ RECENT_TURNS = 10
 LATEST_OF_KIND = ({"active_loop"}, {"pause", "resume"}, {"action"})
 # Events after which older state no longer applies: then the whole session is read (rare).
 RESETS = ("restart", "reset_slots", "rewind", "undo")
+# The PostgreSQL advisory lock held while the tracker store creates its database and table.
+SCHEMA_LOCK = 0x6E6A7074  # "njpt"
 # How many events of the conversation the tracker held when it was read or last saved.
 STORED = "_njupt_stored_events"
 
@@ -56,12 +58,34 @@ def _write_ahead(connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+@contextlib.contextmanager
+def _one_at_a_time(url: str) -> Generator[None, None, None]:
+    """On PostgreSQL, one replica at a time creates the database and the events table (two at
+    once collide on the table's type, and Rasa waits 5 s to try again): a session advisory lock
+    taken in the server's own database, which always exists."""
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        yield
+        return
+    engine = sa.create_engine(parsed.set(database="postgres"), isolation_level="AUTOCOMMIT", hide_parameters=True)
+    try:
+        with engine.connect() as connection:
+            connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": SCHEMA_LOCK})
+            try:
+                yield
+            finally:
+                connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": SCHEMA_LOCK})
+    finally:
+        engine.dispose()
+
+
 class EnvSQLTrackerStore(SQLTrackerStore):
     """Rasa's SQL tracker store on the database named by ``DATABASE_URL``; reads the recent part."""
 
     def __init__(self, domain=None, event_broker=None, **kwargs: Any) -> None:
         kwargs = {k: v for k, v in kwargs.items() if k not in ("dialect", "host", "port", "db")}
-        super().__init__(domain=domain, event_broker=event_broker, **connection_arguments(database_url()), **kwargs)
+        with _one_at_a_time(database_url()):
+            super().__init__(domain=domain, event_broker=event_broker, **connection_arguments(database_url()), **kwargs)
         url = self.engine.url
         self.engine.dispose()
         self.engine = sa.create_engine(url, hide_parameters=True, **create_engine_kwargs(url))

@@ -11,7 +11,12 @@ local stand-in of the Bot API; a fresh SQLite tracker store; no rate limits) and
 * one conversation of ``--long`` messages over REST: median of the first 20 and of the last 20;
 * ``--users`` users at once, each in its own conversation and sending its next message as soon
   as it has the answer, for ``--seconds``: throughput, p95 and failed requests, per channel;
-* the resident memory of the Rasa server and of the action server at the end.
+* the resident memory of the Rasa server and of the action server at the end;
+* 1 replica against ``--replicas`` (default 2) behind HAProxy, on the same machine and the same
+  stores (a PostgreSQL database of its own on the server of ``DATABASE_URL`` or 127.0.0.1:5432,
+  Rasa's lock store on ``REDIS_URL`` or 127.0.0.1:6379/0): ``--users`` users at once over REST
+  for ``--seconds``, and the memory of all the servers. ``--replicas 0`` leaves it out,
+  ``--replicas-only`` measures only that.
 
 Writes ``reports/bench.md`` (with the targets of issue 12) and ``reports/bench.json``.
 """
@@ -35,7 +40,7 @@ from pathlib import Path
 
 import httpx
 
-from bot.cli.servers import Servers, port_in_use
+from bot.cli.servers import Servers, haproxy_path, port_in_use
 from bot.core.paths import MODEL, ROOT
 from bot.core.validation import read_examples
 from bot.tools.datacheck import HOLDOUT_DIR
@@ -142,7 +147,13 @@ async def at_once(channel: Channel, users: int, seconds: float, tag: str) -> dic
 
         await asyncio.gather(*(user(n) for n in range(users)))
         elapsed = time.monotonic() - started
-    return {"throughput": len(latencies) / elapsed, **summary(latencies), "failures": failures}
+    return {"throughput": len(latencies) / elapsed, **summary(latencies), "failures": failures,
+            "latencies": latencies, "elapsed": elapsed}  # fmt: skip
+
+
+def brief(load: dict) -> dict:
+    """A load's figures without its raw latencies."""
+    return {key: value for key, value in load.items() if key not in ("latencies", "elapsed")}
 
 
 def telegram_sequential(api: BotApi, texts: list[str], first_chat: int) -> list[float]:
@@ -220,8 +231,8 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
 
             results["users"] = args.users
             results["concurrent"] = {
-                rest.name: asyncio.run(at_once(rest, args.users, args.seconds, "user-")),
-                web.name: asyncio.run(at_once(web, args.users, args.seconds, "user")),
+                rest.name: brief(asyncio.run(at_once(rest, args.users, args.seconds, "user-"))),
+                web.name: brief(asyncio.run(at_once(web, args.users, args.seconds, "user"))),
                 "Telegram bridge": telegram_concurrent(api, args.users, args.seconds, 100000),
             }
             print("concurrent", results["concurrent"], flush=True)
@@ -231,11 +242,119 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
     return results
 
 
+DEFAULT_POSTGRES = "postgresql://postgres@127.0.0.1:5432/postgres"
+DEFAULT_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def replica_services() -> tuple[str, str]:
+    """(a PostgreSQL server's URL, a Redis URL) for the replica comparison; ValueError says what is missing."""
+    import redis
+    import sqlalchemy as sa
+
+    server = sa.engine.make_url(os.environ.get("DATABASE_URL") or DEFAULT_POSTGRES)
+    if server.get_backend_name() != "postgresql":
+        server = sa.engine.make_url(DEFAULT_POSTGRES)
+    redis_url = os.environ.get("REDIS_URL") or DEFAULT_REDIS
+    try:
+        engine = sa.create_engine(server.set(database="postgres"), connect_args={"connect_timeout": 3})
+        with engine.connect():
+            pass
+        engine.dispose()
+    except sa.exc.OperationalError as error:
+        raise ValueError(f"no PostgreSQL at {server.host}:{server.port}") from error
+    try:
+        redis.Redis.from_url(redis_url, socket_timeout=3).ping()
+    except redis.RedisError as error:
+        raise ValueError(f"no Redis at {redis_url}") from error
+    if not haproxy_path():
+        raise ValueError("no HAProxy (make haproxy installs it)")
+    return server.render_as_string(hide_password=False), redis_url
+
+
+ROUNDS = 4  # the load alternates between the two stacks, so that a change of the machine's load hits both
+
+
+def run_replicas(args: argparse.Namespace, workdir: Path) -> dict:
+    """``args.users`` users at once over REST, on 1 replica and on ``args.replicas`` behind HAProxy:
+    both stacks running, the load sent to one then the other, ``ROUNDS`` times."""
+    import contextlib
+
+    import sqlalchemy as sa
+
+    try:
+        server, redis_url = replica_services()
+    except ValueError as error:
+        print(f"replicas: not measured: {error}", flush=True)
+        return {"skipped": str(error)}
+    counts = (1, args.replicas)
+    names = {count: f"njupt_bench_{secrets.token_hex(5)}" for count in counts}
+    stacks: dict[int, Servers] = {}
+    for count in counts:
+        url = sa.engine.make_url(server).set(database=names[count]).render_as_string(hide_password=False)
+        port = free_port()
+        ports = [(port + 1 + i, port + 51 + i) for i in range(count)]
+        stacks[count] = Servers(model=args.model, rasa_port=port, action_port=port + 50, replicas=count,
+                                replica_ports=ports if count > 1 else [], log_dir=workdir / f"logs-{count}",
+                                env={"DATABASE_URL": url, "REDIS_URL": redis_url, **NO_LIMITS},
+                                lock_key_prefix=f"bench{count}")  # fmt: skip
+    measured: dict = {"count": args.replicas, "users": args.users, "seconds": args.seconds}
+    latencies: dict[int, list[float]] = {count: [] for count in counts}
+    elapsed = dict.fromkeys(counts, 0.0)
+    failures = dict.fromkeys(counts, 0)
+    try:
+        with contextlib.ExitStack() as running:
+            for count in counts:
+                running.enter_context(stacks[count])
+            body = lambda sender, text: {"sender": sender, "message": text}  # noqa: E731
+            rest = {n: Channel("REST webhook", f"{stacks[n].rasa_url}/webhooks/rest/webhook", body) for n in counts}
+            for count in counts:
+                asyncio.run(sequential(rest[count], ["hello"] * 4, lambda i: f"warm-up-{i}"))
+            for turn in range(ROUNDS):
+                for count in counts:
+                    load = asyncio.run(at_once(rest[count], args.users, args.seconds / ROUNDS, f"r{count}-{turn}-"))
+                    latencies[count] += load["latencies"]
+                    elapsed[count] += load["elapsed"]
+                    failures[count] += load["failures"]
+            for count in counts:
+                rss = sum(rss_mb(p.popen.pid) for p in stacks[count].processes if p.name != "load balancer")
+                measured[str(count)] = {"throughput": len(latencies[count]) / elapsed[count], "rss_mb": rss,
+                                        **summary(latencies[count]), "failures": failures[count]}  # fmt: skip
+                print(f"{count} replica(s)", measured[str(count)], flush=True)
+    finally:
+        admin = sa.create_engine(sa.engine.make_url(server).set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with admin.connect() as connection:
+            for name in names.values():
+                connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.dispose()
+    return measured
+
+
+def replicas_report(r: dict) -> list[str]:
+    if "skipped" in r:
+        return [f"1 replica against several: not measured ({r['skipped']}).", ""]
+    one, many = r["1"], r[str(r["count"])]
+    lines = [
+        f"| {r['users']} users at once over REST, {r['seconds']:.0f} s in {ROUNDS} rounds taken in turn, "
+        "PostgreSQL and Redis | msg/s | p50 | p95 "
+        "| failed | resident memory |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for label, m in (("1 replica", one), (f"{r['count']} replicas behind HAProxy", many)):
+        lines.append(f"| {label} | {m['throughput']:.1f} | {m['p50_ms']:.0f} ms | {m['p95_ms']:.0f} ms "
+                     f"| {m['failures']} | {m['rss_mb'] / 1024:.2f} GB |")  # fmt: skip
+    ratio = many["throughput"] / one["throughput"] if one["throughput"] else float("nan")
+    lines += ["", f"{r['count']} replicas serve {ratio:.2f}× the messages of 1 on this machine.", ""]
+    return lines
+
+
 def check(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
 def report(r: dict) -> str:
+    if "parse" not in r:  # --replicas-only
+        head = ["# Benchmark", "", f"Machine: {r['machine']}. Made on {r['date']} (one run; model {r['model']}).", ""]
+        return "\n".join(head + replicas_report(r["replicas"]))
     parse = r["parse"]["p50_ms"]
     limit = r["cores"] * 1000 / parse
     lines = [
@@ -276,6 +395,8 @@ def report(r: dict) -> str:
         f"= {memory / 1024:.2f} GB (target ≤ 1.2 GB: {check(memory <= 1.2 * 1024)}).",
         "",
     ]
+    if "replicas" in r:
+        lines += replicas_report(r["replicas"])
     return "\n".join(lines)
 
 
@@ -286,9 +407,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--long", type=int, default=400)
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--out", type=Path, default=REPORTS)
+    parser.add_argument("--replicas", type=int, default=2, help="replicas compared with 1 (0: no comparison)")
+    parser.add_argument("--replicas-only", action="store_true", help="only the comparison of replicas")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
-        results = run(args, Path(tmp))
+        if args.replicas_only:
+            results = {"machine": machine(), "cores": os.cpu_count(), "date": time.strftime("%Y-%m-%d %H:%M")}
+        else:
+            results = run(args, Path(tmp))
+        if args.replicas > 1:
+            results["replicas"] = run_replicas(args, Path(tmp))
     results["model"] = args.model.name
     args.out.mkdir(exist_ok=True)
     text = report(results)
