@@ -185,6 +185,13 @@ class HandoffStore:
             )  # fmt: skip
             return [_row(Message, row) for row in rows]
 
+    def last_message_id(self, sender_id: str) -> int:
+        """The id of a conversation's newest hand-off message or reply (0: none)."""
+        with self.engine.connect() as connection:
+            return connection.execute(
+                sa.select(sa.func.max(messages_table.c.id)).where(messages_table.c.sender_id == sender_id)
+            ).scalar() or 0  # fmt: skip
+
     def by_post(self, post_id: int) -> str | None:
         """The reference whose post (or relayed message) in the staff group has this id."""
         with self.engine.connect() as connection:
@@ -300,24 +307,25 @@ class HandoffStore:
         handoff, now = self.get(ref), now or now_utc()
         if not handoff.is_open:
             return None
-        with self.engine.begin() as connection:
+        key = {"user": "handoff_ended_by_user", "timeout": "handoff_timed_out"}.get(reason, "handoff_closed")
+        text = say(key, handoff.lang, ref=handoff.ref, minutes=f"{timeout_minutes():g}")
+        with self.engine.begin() as connection:  # closed and the notice stored at once: no reader sees one alone
             closed = connection.execute(
                 handoffs_table.update()
                 .where(handoffs_table.c.ref == handoff.ref, handoffs_table.c.status.in_(OPEN))
                 .values(status="closed", closed_at=now, closed_by=by, closed_reason=reason)
             ).rowcount  # fmt: skip
-            if closed:
-                connection.execute(
-                    requests_table.update()
-                    .where(requests_table.c.ref == handoff.ref, requests_table.c.status == "open")
-                    .values(status="closed", closed_at=now)
-                )  # fmt: skip
-        if not closed:  # another process closed it at the same moment
-            return None
+            if not closed:  # another process closed it at the same moment
+                return None
+            connection.execute(
+                requests_table.update()
+                .where(requests_table.c.ref == handoff.ref, requests_table.c.status == "open")
+                .values(status="closed", closed_at=now)
+            )  # fmt: skip
+            message_id = self._add(connection, handoff.ref, handoff.sender_id, "bot", text, handoff.language, now,
+                                   delivery=PENDING)  # fmt: skip
         logger.info("hand-off %s closed (%s)", handoff.ref, reason)
-        key = {"user": "handoff_ended_by_user", "timeout": "handoff_timed_out"}.get(reason, "handoff_closed")
-        minutes = f"{timeout_minutes():g}"
-        return self.notice(handoff.ref, key, now, minutes=minutes)
+        return self._message(message_id)
 
     def expire(self, sender_id: str | None = None, now: dt.datetime | None = None) -> list[Message]:
         """Closes the open hand-offs (of one sender, or all) quiet for longer than the timeout;
@@ -338,7 +346,18 @@ class HandoffStore:
         return [notice for notice in notices if notice is not None]
 
     def set_delivery(self, message_id: int, delivery: str, note: str | None = None) -> Message:
+        """How a reply went. A reply the web page has already shown (it may ask before the
+        sender has finished) stays ``shown``."""
         with self.engine.begin() as connection:
+            current = connection.execute(
+                sa.select(messages_table.c.delivery, messages_table.c.delivery_note)
+                .where(messages_table.c.id == message_id)
+            ).first()  # fmt: skip
+            if current is not None and current.delivery == SHOWN and delivery == WAITING:
+                shown = next((p for p in (current.delivery_note or "").split("; ") if p.startswith("web: shown")), None)
+                delivery = SHOWN
+                if note is not None and shown:
+                    note = note.replace("web: waiting for the page", shown)
             values = {"delivery": delivery} | ({"delivery_note": note} if note is not None else {})
             connection.execute(messages_table.update().where(messages_table.c.id == message_id).values(**values))
         return self._message(message_id)

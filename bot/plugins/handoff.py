@@ -137,5 +137,5 @@ def updates(sender: str, after: int, store: HandoffStore | None = None) -> dict[
         "handoff": handoff.ref if handoff else None,
         "taken": bool(handoff and handoff.status == "taken"),
         "messages": [event(m) for m in messages],
-        "last": max([after, *(m.id for m in messages)]),
+        "last": store.last_message_id(sender),
     }

@@ -220,6 +220,8 @@ class RestChannel(RestInput):
             if collector.erase:  # Rasa has stored the turn: now the conversation can go
                 await erase_conversation(request.app.ctx.agent.tracker_store, sender)
             await after_turn(collector.opened)
+            if collector.opened and collector.messages:  # the web page then asks for the staff's replies
+                collector.messages[-1]["handoff"] = collector.opened[-1]
             notices = [{"recipient_id": sender, **notice} for notice in turn.notices]
             return response.json(notices + collector.messages)
 
