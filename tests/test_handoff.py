@@ -178,3 +178,18 @@ def test_rest_the_bot_stays_quiet_also_after_a_rasa_restart(own_servers):
     assert [m.text for m in store.messages(ref)] == ["Quels sont les frais de scolarité ?", "Toujours là ?"]
     assert user.ask("/bot") == say("handoff_ended_by_user", "fr", ref=ref)
     assert "210003" in user.ask("Quelle est l'adresse postale du bureau ?")
+
+
+def test_forget_me_and_erasing_a_request_delete_the_handoff_and_its_messages(database):
+    from bot.core import privacy
+
+    handoff, _ = database.open(WEB, "en")
+    database.add_user_message(handoff.ref, "my name is Ada, my phone is …")
+    database.reply(handoff.ref, "cli:li", "Thank you, Ada")
+    other, _ = database.open("telegram-77", "en")
+    database.reply(other.ref, "cli:li", "Hello")
+    privacy.erase_sender(WEB, url=database.requests.engine.url.render_as_string(hide_password=False))
+    assert database.find(handoff.ref) is None and database.messages(handoff.ref) == []
+    assert database.find(other.ref) is not None and len(database.messages(other.ref)) == 1
+    privacy.erase_request(other.ref, url=database.requests.engine.url.render_as_string(hide_password=False))
+    assert database.find(other.ref) is None and database.messages(other.ref) == []
