@@ -190,3 +190,23 @@ def test_a_reply_to_an_unknown_request_is_refused(database):
     url, _ = database
     done = bot("reply", "H-1999-0001", "--text", "Hello", env={"DATABASE_URL": url})
     assert done.returncode == 1 and "no request" in done.stderr
+
+
+def test_bot_run_closes_quiet_handoffs_and_tells_the_telegram_user(database, monkeypatch):
+    from bot.cli.main import expire_handoffs
+    from bot.core import handoff as handoff_module
+
+    url, store = database
+    monkeypatch.setenv("DATABASE_URL", url)
+    monkeypatch.setenv("HANDOFF_TIMEOUT_MINUTES", "30")
+    handoff_module.handoffs.cache_clear()
+    quiet, _ = store.open("telegram-5201", "zh-Hans", now=handoff_module.now_utc() - dt.timedelta(minutes=45))
+    busy, _ = store.open("telegram-5202", "zh-Hans")
+    with BotApiStandIn() as api:
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", api.token)
+        monkeypatch.setenv("TELEGRAM_BASE_URL", api.base_url)
+        expire_handoffs()
+        assert api.texts(5201) == [say("handoff_timed_out", "zh-Hans", ref=quiet.ref, minutes="30")]
+        assert api.texts(5202) == []
+    assert store.active("telegram-5201") is None and store.active("telegram-5202").ref == busy.ref
+    handoff_module.handoffs.cache_clear()
