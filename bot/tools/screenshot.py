@@ -22,6 +22,7 @@ import shutil
 import socket
 import sys
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from bot.cli.servers import Servers
@@ -85,7 +86,9 @@ def converse_handoff(page, url: str, database: str) -> None:
     expect(banner).to_be_visible(timeout=60_000)
     ref = re.search(r"H-\d{4}-\d{4}", banner.inner_text()).group()
     store = HandoffStore(RequestStore(database))
-    asyncio.run(deliver(store.reply(ref, "cli:office", STAFF_REPLY), store))
+    reply = store.reply(ref, "cli:office", STAFF_REPLY)
+    with ThreadPoolExecutor(1) as thread:  # Playwright's own event loop runs in this one
+        thread.submit(asyncio.run, deliver(reply, store)).result()
     expect(page.locator(".message.staff")).to_have_count(1, timeout=60_000)
     page.get_by_role("textbox").fill("Du 10 au 14 mai 2027")  # a draft: the text box in use
     page.evaluate("document.getElementById('scroller').scrollTop = 1e6")
