@@ -67,8 +67,9 @@ bench: $(MODEL) ## training time, start-up, latency and memory -> reports/bench.
 fuzz: $(MODEL) ## 10,000 hostile inputs (Hypothesis) against a stack of its own -> reports/fuzz.md
 	$(PY) -m bot.tools.fuzz --examples 10000 --seed 1
 
-screenshot: browser $(MODEL) ## the web chat in a conversation, in Debian's Chromium -> docs/screenshot.png
+screenshot: browser $(MODEL) ## the web chat in a conversation and with the staff, in Chromium -> docs/screenshot.png, docs/handoff.png
 	$(PY) -m bot.tools.screenshot
+	$(PY) -m bot.tools.screenshot --handoff
 
 clean: ## remove the virtualenv, models and run-time state
 	rm -rf $(VENV) models var reports

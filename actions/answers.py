@@ -69,7 +69,8 @@ class Offer:
 
 OFFERS = {
     "visit": Offer("visit_offer", "visit_form", {"yes": "/request_visit", "no": "/deny"}),
-    "question": Offer("question_offer", "question_form", {"yes": "/affirm", "no": "/deny"}),
+    # "person": a live conversation with the staff instead (actions/handoff.py)
+    "question": Offer("question_offer", "question_form", {"yes": "/affirm", "no": "/deny", "person": "/request_human"}),
 }
 
 
@@ -232,6 +233,8 @@ class ActionAnswerQuestion(LanguageAction):
         picked = choices().question(offer.question).pick(text)
         if picked == "yes":
             return [FollowupAction(offer.form)]
+        if picked == "person":
+            return [FollowupAction("action_open_handoff")]
         if picked == "no":
             dispatcher.utter_message(text=say("ok_anything_else", language))
             return [SlotSet("offer", None)]

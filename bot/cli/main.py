@@ -85,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     retention = retention_days()
-    next_purge = time.monotonic()
+    next_purge = next_expiry = time.monotonic()
     restarted: dict[str, float] = {}
     try:
         while not stop:
@@ -93,6 +93,9 @@ def run(args: argparse.Namespace) -> int:
             if retention and time.monotonic() >= next_purge:
                 apply_retention(retention)
                 next_purge = time.monotonic() + 86400
+            if time.monotonic() >= next_expiry:
+                expire_handoffs()
+                next_expiry = time.monotonic() + HANDOFF_CHECK_SECONDS
             time.sleep(1)
     except ServerError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -126,6 +129,27 @@ def replica_count(value: str) -> int:
     if not value.strip().isdigit() or not 1 <= int(value) <= 16:
         raise argparse.ArgumentTypeError(f"REPLICAS must be a number from 1 to 16, not {value!r}")
     return int(value)
+
+
+HANDOFF_CHECK_SECONDS = 60
+
+
+def expire_handoffs() -> None:
+    """Every minute while `bot run` runs: hand-offs quiet for HANDOFF_TIMEOUT_MINUTES go back to the
+    bot, and their users are told (on Telegram at once; the web page at its next look)."""
+    import asyncio
+
+    from bot.core.delivery import deliver, post_to_staff
+    from bot.core.handoff import handoffs
+
+    try:
+        store = handoffs()
+        for notice in store.expire():
+            asyncio.run(deliver(notice, store))
+            post = store.get(notice.ref).staff_post_id
+            asyncio.run(post_to_staff(f"{notice.ref}: closed after the quiet period", reply_to=post))
+    except Exception:  # the bot keeps serving; the next minute tries again
+        logging.getLogger(__name__).exception("closing quiet hand-offs failed")
 
 
 def retention_days() -> int:

@@ -101,6 +101,16 @@ class Question:
 
         return {span[3] for span in spans if not beaten(*span)}
 
+    def whole(self, text: str) -> str | None:
+        """The option one of whose phrases is the whole of ``text`` (skipped words aside), or None:
+        "back to the bot!" is the option, "the bot said something else" is not."""
+        for language, analyzer in self.analyzers.items():
+            plain = tuple(p for _, _, p in analyzer.words(text or ""))
+            for option, by_language in self.phrases.items():
+                if plain and any(plain == plain_stems for _, plain_stems in by_language.get(language, ())):
+                    return option
+        return None
+
     def pick(self, text: str) -> str | None:
         """The one option ``text`` fits, or None (no option, or more than one)."""
         found = self.fits(text)

@@ -1,8 +1,9 @@
 """Erasing personal data for real: retention, and a user's own "forget me".
 
 Visitors' names and e-mails are kept twice: in the ``office_requests`` table
-and, as typed and in slots, in the conversation's events (Rasa's ``events``
-table, same database). Erasing one without the other erases nothing, so every
+(with a hand-off's messages and the staff's replies in ``handoffs`` and
+``request_messages``) and, as typed and in slots, in the conversation's events
+(Rasa's ``events`` table, same database). Erasing one without the other erases nothing, so every
 function here deletes both, then compacts the database so that the file keeps
 no copy of the deleted rows (SQLite: ``VACUUM`` and a WAL checkpoint;
 PostgreSQL: ``VACUUM``, ``FULL`` for the retention purge).
@@ -22,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from bot.core.database import open_engine
-from bot.core.storage import requests_table
+from bot.core.storage import handoffs_table, messages_table, requests_table
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +58,7 @@ def compact(engine: Engine, full: bool = False) -> None:
             connection.exec_driver_sql("VACUUM")
             connection.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
         elif engine.dialect.name == "postgresql":
-            for table in ("events", requests_table.name):
+            for table in ("events", requests_table.name, messages_table.name):
                 if sa.inspect(engine).has_table(table):
                     connection.exec_driver_sql(f"VACUUM {'FULL ' if full else ''}{table}")
 
@@ -79,7 +80,16 @@ def _delete_senders(engine: Engine, senders: set[str]) -> Erased:
             erased.requests = connection.execute(
                 requests_table.delete().where(requests_table.c.sender_id.in_(senders))
             ).rowcount
+            _delete_orphans(engine, connection, senders)
     return erased
+
+
+def _delete_orphans(engine: Engine, connection: sa.engine.Connection, senders: set[str] = frozenset()) -> None:
+    """The hand-offs and messages of these senders, and of requests that are gone."""
+    for table in (handoffs_table, messages_table):
+        if sa.inspect(connection).has_table(table.name):
+            gone = ~table.c.ref.in_(sa.select(requests_table.c.ref))
+            connection.execute(table.delete().where(table.c.sender_id.in_(senders) | gone if senders else gone))
 
 
 def erase_sender(sender_id: str, url: str | None = None, engine: Engine | None = None) -> Erased:
@@ -106,6 +116,7 @@ def erase_requests(sender_id: str, url: str | None = None) -> int:
             deleted = connection.execute(
                 requests_table.delete().where(requests_table.c.sender_id == sender_id)
             ).rowcount
+            _delete_orphans(engine, connection, {sender_id})
         if deleted:
             compact(engine)
         return deleted
@@ -128,6 +139,7 @@ def erase_request(ref: str, url: str | None = None) -> Erased:
         erased = _delete_senders(engine, {row.sender_id}) if row.sender_id else Erased()
         with engine.begin() as connection:
             erased.requests += connection.execute(requests_table.delete().where(requests_table.c.id == row.id)).rowcount
+            _delete_orphans(engine, connection)
         compact(engine)
         return erased
     finally:
@@ -160,6 +172,7 @@ def purge(older_than_days: int, url: str | None = None, now: float | None = None
                 old_requests = connection.execute(
                     requests_table.delete().where(requests_table.c.created_at < cutoff_time)
                 ).rowcount
+                _delete_orphans(engine, connection)
         erased.requests += old_requests
         compact(engine, full=True)
         logger.info("retention: %d request(s), %d conversation(s) erased", erased.requests, erased.conversations)

@@ -77,6 +77,13 @@ class RasaClient:
             raise RasaUnavailable("the history endpoint did not return events")
         return events
 
+    async def handoff(self, sender: str, after: int = 0) -> dict[str, Any]:
+        """A conversation's staff replies and notices newer than ``after``, and its open hand-off."""
+        data = await self._json("GET", f"/webhooks/rest/handoff/{quote(sender, safe='')}", params={"after": after})
+        if not isinstance(data, dict) or not isinstance(data.get("messages"), list):
+            raise RasaUnavailable("the hand-off endpoint did not return messages")
+        return data
+
     async def close(self) -> None:
         if self._client is not None:
             await self._client.aclose()

@@ -4,7 +4,8 @@ SQLAlchemy (1.4, as Rasa 3.6 ships) on the database named by ``DATABASE_URL``
 (``bot.core.database``): a SQLite file by default, PostgreSQL in production. The schema
 is created on first use and upgraded in place by numbered migrations, so no
 request is lost when it changes. References (``V-2027-0001`` for visits,
-``Q-2026-0001`` for questions) come from a counter row updated in the same
+``Q-2026-0001`` for questions, ``H-2026-0001`` for a conversation handed to the
+staff: bot/core/handoff.py) come from a counter row updated in the same
 transaction as the insert, so concurrent writers (several action-server
 workers) never lose a request or share a reference.
 
@@ -28,7 +29,7 @@ from bot.core.database import open_engine
 
 logger = logging.getLogger(__name__)
 
-KINDS = {"visit": "V", "question": "Q"}
+KINDS = {"visit": "V", "question": "Q", "handoff": "H"}
 # The key of the PostgreSQL advisory lock held while the schema changes.
 MIGRATION_LOCK = 0x6E6A7570
 STATUSES = ("open", "closed")
@@ -62,6 +63,41 @@ counters_table = sa.Table(
     sa.Column("value", sa.Integer, nullable=False),
 )
 schema_table = sa.Table("office_schema", metadata, sa.Column("version", sa.Integer, nullable=False))
+# A conversation handed to the office staff (bot/core/handoff.py): its request is the
+# office_requests row of kind "handoff" with the same ref (H-2026-0001).
+handoffs_table = sa.Table(
+    "handoffs",
+    metadata,
+    sa.Column("ref", sa.String(20), primary_key=True),
+    sa.Column("sender_id", sa.String(128), nullable=False, index=True),
+    sa.Column("channel", sa.String(20), nullable=False),  # telegram, web, rest
+    sa.Column("language", sa.String(10)),
+    sa.Column("status", sa.String(10), nullable=False),  # waiting, taken, closed
+    sa.Column("taken_by", sa.String(200)),
+    sa.Column("opened_at", sa.DateTime, nullable=False),
+    sa.Column("last_activity_at", sa.DateTime, nullable=False),
+    sa.Column("closed_at", sa.DateTime),
+    sa.Column("closed_by", sa.String(200)),
+    sa.Column("closed_reason", sa.String(20)),  # staff, user, timeout
+    sa.Column("staff_post_id", sa.BigInteger),  # its post in the staff Telegram group
+)
+# The messages of a request after it was made: a hand-off's user messages, every staff
+# reply to any request (who, when, what, and how it was delivered), the bot's notices.
+messages_table = sa.Table(
+    "request_messages",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("ref", sa.String(20), nullable=False, index=True),
+    sa.Column("sender_id", sa.String(128), index=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("author", sa.String(10), nullable=False),  # user, staff, bot
+    sa.Column("staff_name", sa.String(200)),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("language", sa.String(10)),
+    sa.Column("delivery", sa.String(20)),  # pending, delivered, waiting, shown, undelivered
+    sa.Column("delivery_note", sa.Text),  # per way: "telegram: sent; e-mail: off (SMTP_URL not set)"
+    sa.Column("staff_post_id", sa.BigInteger),  # a user message's copy in the staff group
+)
 
 
 def _create_v1(connection: Connection) -> None:
@@ -69,9 +105,15 @@ def _create_v1(connection: Connection) -> None:
         table.create(connection, checkfirst=True)
 
 
+def _create_v3_handoff(connection: Connection) -> None:
+    """Hand-offs to the staff and the messages of requests (needs only office_requests)."""
+    for table in (handoffs_table, messages_table):
+        table.create(connection, checkfirst=True)
+
+
 # Numbered schema changes, applied in order, each in its own transaction.
 # Add new ones at the end; never edit one that has shipped.
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1]
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v3_handoff]
 
 
 @dataclass
@@ -79,7 +121,7 @@ class OfficeRequest:
     """One visit request or message to the office."""
 
     kind: str
-    email: str
+    email: str | None
     details: str = ""
     language: str = "en"
     sender_id: str = ""

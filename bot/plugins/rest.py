@@ -23,7 +23,11 @@ What it adds:
 * each reply carries ``"language"``: the language it is written in (the
   actions tag their messages; see ``actions.answers.tag_language``);
 * when the bot produced no reply at all (action server down, an internal
-  error), the user gets a short apology in their language instead of silence.
+  error), the user gets a short apology in their language instead of silence;
+* while the office staff have the conversation (a hand-off, ``bot.plugins.handoff``),
+  the message goes to them instead of the bot, and the history includes their replies;
+  ``GET /webhooks/rest/handoff/<sender>?after=<id>`` gives the web chat the replies
+  newer than ``id`` (its token required).
 """
 
 from __future__ import annotations
@@ -40,12 +44,14 @@ from sanic import Blueprint, response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
+from bot.core.handoff import HANDOFF_OPENED
 from bot.core.languages import choose
 from bot.core.limits import MAX_MESSAGE_CHARS, MAX_SENDER_CHARS
 from bot.core.privacy import ERASE_CONVERSATION, erase_sender
 from bot.core.ratelimit import Busy, RateLimits, client_ip, trusted_proxies
 from bot.core.senders import TOKEN_HEADER, channel_token_variable, may_use
 from bot.core.texts import say
+from bot.plugins.handoff import Turn, after_turn, history_events, intercept, updates
 
 logger = logging.getLogger(__name__)
 
@@ -99,14 +105,19 @@ def apology(text: str, metadata: dict[str, Any]) -> dict[str, str]:
 
 class LanguageCollectingChannel(CollectingOutputChannel):
     """Rasa's collecting channel, keeping each reply's ``language`` (bot message metadata),
-    and noting a reply after which the conversation is to be erased ("forget me")."""
+    noting a reply after which the conversation is to be erased ("forget me") and the
+    hand-offs a reply opened (to post them in the staff group)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.erase = False
+        self.opened: list[str] = []
 
     async def send_response(self, recipient_id: str, message: dict[str, Any]) -> None:
         self.erase = self.erase or bool(message.pop(ERASE_CONVERSATION, False))
+        opened = message.pop(HANDOFF_OPENED, None)
+        if isinstance(opened, str):
+            self.opened.append(opened)
         language = message.get("language")
         before = len(self.messages)
         await super().send_response(recipient_id, message)
@@ -123,6 +134,27 @@ async def erase_conversation(tracker_store: Any, sender: str) -> None:
         logger.warning("forget me: the tracker store %s keeps no SQL engine", type(store).__name__)
         return
     await asyncio.get_running_loop().run_in_executor(None, functools.partial(erase_sender, sender, engine=engine))
+
+
+async def checked_intercept(sender: str, text: str) -> Turn:
+    """The hand-off's part of a message; if the database fails, the bot answers as before."""
+    try:
+        return await intercept(sender, text)
+    except Exception:
+        logger.exception("the hand-off check failed; the bot answers")
+        return Turn()
+
+
+def merged(events: list[dict[str, Any]], handed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rasa's events in their order, each hand-off event placed before the first later one."""
+    if not handed:
+        return events
+    result, pending = [], sorted(handed, key=lambda e: e["timestamp"])
+    for event in events:
+        while pending and pending[0]["timestamp"] < (event.get("timestamp") or 0):
+            result.append(pending.pop(0))
+        result.append(event)
+    return result + pending
 
 
 def too_many(retry_after: int) -> HTTPResponse:
@@ -170,8 +202,12 @@ class RestChannel(RestInput):
             if retry_after:
                 return too_many(retry_after)
             collector = LanguageCollectingChannel()
+            turn = Turn()
             try:
                 async with self.limits.slot():
+                    turn = await checked_intercept(sender, text)
+                    if turn.replies is not None:  # the staff have the conversation
+                        return response.json(turn.notices + turn.replies)
                     await on_new_message(
                         UserMessage(text, collector, sender, input_channel=self.name(), metadata=metadata)
                     )
@@ -183,7 +219,11 @@ class RestChannel(RestInput):
                 collector.messages.append({"recipient_id": sender, **apology(text, metadata)})
             if collector.erase:  # Rasa has stored the turn: now the conversation can go
                 await erase_conversation(request.app.ctx.agent.tracker_store, sender)
-            return response.json(collector.messages)
+            await after_turn(collector.opened)
+            if collector.opened and collector.messages:  # the web page then asks for the staff's replies
+                collector.messages[-1]["handoff"] = collector.opened[-1]
+            notices = [{"recipient_id": sender, **notice} for notice in turn.notices]
+            return response.json(notices + collector.messages)
 
         @webhook.route("/history/<sender>", methods=["GET"])
         async def history(request: Request, sender: str) -> HTTPResponse:
@@ -191,6 +231,18 @@ class RestChannel(RestInput):
                 return response.json({"error": "unknown conversation"}, status=404)
             tracker = await request.app.ctx.agent.tracker_store.retrieve_full_tracker(sender)
             events = [event.as_dict() for event in tracker.events_after_latest_restart()] if tracker else []
+            loop = asyncio.get_running_loop()
+            handed = await loop.run_in_executor(None, history_events, sender)
+            events = merged(events, handed)
             return response.json({"events": events})
+
+        @webhook.route("/handoff/<sender>", methods=["GET"])
+        async def handoff(request: Request, sender: str) -> HTTPResponse:
+            if not channel_token_variable(sender) or not may_use(sender, request.headers.get(TOKEN_HEADER)):
+                return response.json({"error": "unknown conversation"}, status=404)
+            after = request.args.get("after", "0")
+            after = int(after) if after.isdigit() else 0
+            loop = asyncio.get_running_loop()
+            return response.json(await loop.run_in_executor(None, updates, sender, after))
 
         return webhook

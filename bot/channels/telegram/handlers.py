@@ -24,7 +24,12 @@ What the bot does with an update:
   buttons as an inline keyboard under the last part;
 * when Rasa is down or too slow, the error handler apologises in the user's language;
 * a 429 from Telegram is waited out and the call repeated (``AIORateLimiter``);
-* different chats are answered in parallel, one chat's updates in order.
+* different chats are answered in parallel, one chat's updates in order;
+* the staff group (``TELEGRAM_STAFF_CHAT_ID``) is no conversation: there a reply to the
+  bot's post of a hand-off (or of a user's relayed message) goes to that user
+  (``bot.core.delivery``), ``/take REF`` claims a hand-off and ``/close REF`` returns the
+  user to the bot; nothing from the group reaches Rasa, and the same commands or replies
+  from any other chat have no such power (they are ordinary messages there).
 
 Message texts and the token are never logged.
 """
@@ -56,13 +61,15 @@ from telegram.ext import (
     filters,
 )
 
+from bot.core.delivery import TELEGRAM_API, deliver, staff_chat_id, summary
+from bot.core.handoff import HandoffNotFound, HandoffStore, handoffs
 from bot.core.languages import choose, registry
 from bot.core.rasa_client import RasaUnavailable
+from bot.core.storage import RequestNotFound
 from bot.core.texts import say
 
 logger = logging.getLogger(__name__)
 
-TELEGRAM_API = "https://api.telegram.org/bot"
 SECRET_HEADER = "X-Telegram-Bot-Api-Secret-Token"
 # Telegram allows 1-256 characters A-Z, a-z, 0-9, _ and - in a webhook secret.
 SECRET_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,256}")
@@ -89,6 +96,8 @@ MAX_RETRIES = 4  # per Bot API call, when Telegram answers 429
 KEYBOARD_COLUMNS = 3
 SHORT_TITLE = 12  # buttons with titles this short share a row
 LANGUAGE_SLOT = "language"
+# In the staff group: /take REF, /close REF (also /take@bot REF); REF as H-2026-0001.
+STAFF_COMMAND = re.compile(r"^/(?P<command>take|close)(?:@[A-Za-z0-9_]+)?(?:\s+(?P<ref>[A-Za-z]-\d{4}-\d+))?\s*$")
 
 Reply = dict[str, Any]
 
@@ -294,15 +303,94 @@ def _pressed_title(query: Any) -> str | None:
     return None
 
 
+async def _blocking(function, *args):
+    """A database call, off the event loop."""
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
+
+
+def staff_member(update: Update) -> str:
+    user = update.effective_user
+    if user is None:
+        return "telegram:unknown"
+    return f"telegram:{user.full_name} ({user.id})"
+
+
+class StaffGroup:
+    """The staff group's callbacks: replies to the bot's posts go to the user, /take and /close."""
+
+    def __init__(self, chat_id: int, store: HandoffStore | None = None) -> None:
+        self.chat_id = chat_id
+        self._store = store
+
+    @property
+    def store(self) -> HandoffStore:
+        return self._store or handoffs()
+
+    def filter(self) -> filters.BaseFilter:
+        return filters.Chat(chat_id=self.chat_id)
+
+    async def message(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """A message in the staff group: a command, a reply to one of the bot's posts, or chatter (ignored)."""
+        message = update.effective_message
+        if message is None or update.effective_chat is None or update.effective_chat.id != self.chat_id:
+            return
+        text = (message.text or "").strip()
+        replied = message.reply_to_message
+        ref = None
+        if replied is not None and replied.from_user is not None and replied.from_user.id == context.bot.id:
+            ref = await _blocking(self.store.by_post, replied.message_id)
+        command = STAFF_COMMAND.match(text)
+        try:
+            if command:
+                await self.command(update, context, command["command"], command["ref"] or ref)
+            elif ref and text:
+                await self.reply(update, context, ref, text)
+        except (HandoffNotFound, RequestNotFound) as error:
+            await message.reply_text(f"⚠ no open hand-off {error.args[0]}")
+
+    async def command(self, update: Update, context: ContextTypes.DEFAULT_TYPE, command: str, ref: str | None) -> None:
+        message = update.effective_message
+        if not ref:
+            await message.reply_text(f"/{command} H-YYYY-NNNN, or reply /{command} to the hand-off's post")
+            return
+        who = staff_member(update)
+        if command == "take":
+            handoff, notice = await _blocking(self.store.take, ref, who)
+            outcome = summary(await deliver(notice, self.store, context.bot)) if notice else "already yours"
+            await message.reply_text(f"{handoff.ref} taken by {who}; the user was told ({outcome})")
+            return
+        notice = await _blocking(self.store.close, ref, who, "staff")
+        if notice is None:
+            await message.reply_text(f"{ref.upper()} was already closed")
+            return
+        outcome = summary(await deliver(notice, self.store, context.bot))
+        await message.reply_text(f"{notice.ref} closed: the user is back with the bot ({outcome})")
+
+    async def reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE, ref: str, text: str) -> None:
+        stored = await _blocking(self.store.reply, ref, staff_member(update), text)
+        delivered = await deliver(stored, self.store, context.bot)
+        await update.effective_message.reply_text(f"{delivered.ref}: {summary(delivered)}")
+
+    async def ignore(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
+        """Buttons, media and anything else in the staff group: not for Rasa."""
+
+
 class Handlers:
     """One callback per kind of update; Rasa is reached through ``conversation``."""
 
-    def __init__(self, conversation: Conversation) -> None:
+    def __init__(self, conversation: Conversation, staff_chat: int | None = None) -> None:
         self.conversation = conversation
+        self.staff = StaffGroup(staff_chat) if staff_chat is not None else None
 
     def install(self, application: Application) -> None:
-        """The handlers, first match wins: edited messages, commands, buttons, text, media."""
+        """The handlers, first match wins: the staff group, edited messages, commands, buttons, text, media."""
         new = ADDRESSED & ~filters.UpdateType.EDITED_MESSAGE
+        if self.staff is not None:
+            group = self.staff.filter()
+            application.add_handlers([
+                MessageHandler(group & filters.UpdateType.MESSAGE, self.staff.message),
+                MessageHandler(group, self.staff.ignore),
+            ])  # fmt: skip
         application.add_handlers([
             MessageHandler(filters.UpdateType.EDITED_MESSAGE & ADDRESSED, self.edited),
             CommandHandler("start", self.start, filters=new),
@@ -531,7 +619,7 @@ def build_application(settings: Settings, conversation: Conversation, *, polling
     if not polling:
         builder = builder.updater(None)
     application = builder.build()
-    Handlers(conversation).install(application)
+    Handlers(conversation, staff_chat_id()).install(application)
     return application
 
 

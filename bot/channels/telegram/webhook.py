@@ -61,7 +61,8 @@ from bot.channels.telegram.handlers import (
 from bot.core.rasa_client import RasaUnavailable
 from bot.core.ratelimit import Busy, RateLimits
 from bot.core.senders import TOKEN_HEADER, may_use
-from bot.plugins.rest import LanguageCollectingChannel, erase_conversation
+from bot.plugins.handoff import after_turn
+from bot.plugins.rest import LanguageCollectingChannel, checked_intercept, erase_conversation
 
 logger = logging.getLogger(__name__)
 
@@ -78,6 +79,9 @@ class InProcessRasa:
         self.agent: Agent | None = None  # the server's, known from the first request
 
     async def ask(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
+        turn = await checked_intercept(sender, text)  # while the staff have the conversation
+        if turn.replies is not None:
+            return turn.notices + turn.replies
         collector = LanguageCollectingChannel()
         message = UserMessage(text, collector, sender, input_channel=self.channel, metadata=metadata)
         try:
@@ -89,7 +93,8 @@ class InProcessRasa:
             raise RasaUnavailable(type(error).__name__) from error
         if collector.erase and self.agent is not None:  # "forget me": Rasa has stored the turn
             await erase_conversation(self.agent.tracker_store, sender)
-        return collector.messages
+        await after_turn(collector.opened)
+        return turn.notices + collector.messages
 
     async def state(self, sender: str) -> dict[str, Any]:
         if self.agent is None:

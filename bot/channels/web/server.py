@@ -12,8 +12,13 @@ elsewhere) and, on the same origin, the only URLs the page calls:
 
     POST /api/message           {"sender", "message", "language"} -> Rasa's REST channel
                                 -> [{"text", "buttons": [{"title", "payload"}]}]
-    GET  /api/history/<sender>  the conversation, read from Rasa's tracker store
-                                -> {"messages": [{"role": "user"|"bot", "text", "buttons", "language"}]}
+    GET  /api/history/<sender>  the conversation, read from Rasa's tracker store, with the office
+                                staff's replies -> {"messages": [{"role": "user"|"bot"|"staff", "text",
+                                "buttons", "language"}], "handoff": ref|null, "last": id}
+    GET  /api/updates/<sender>?after=<id>
+                                the staff's replies and notices newer than <id>, asked by the page
+                                every 2 s while the staff have the conversation (every 30 s otherwise)
+                                -> {"messages": [...], "handoff": ref|null, "last": id}
     GET  /embed.js              a chat button and panel for another site (one <script> tag)
     GET  /api/health            this server is up (says nothing of Rasa)
 
@@ -52,6 +57,8 @@ logger = logging.getLogger(__name__)
 
 STATIC = Path(__file__).resolve().parent / "static"
 MAX_HINT_CHARS = 35
+# The history holds every staff reply: the page asks for those after the last one it has.
+HISTORY_HAS_ALL = 2**53
 TEXT_PREFIX = "web_"
 # A button's payload that switches the language, as the page and the bot send it.
 CHANGE_LANGUAGE = re.compile(r'^/change_language\{\s*"language"\s*:\s*"([^"]+)"\s*\}$')
@@ -161,8 +168,10 @@ def conversation(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
             text = event.get("text") or ""
             buttons = _buttons((event.get("data") or {}).get("buttons"))
             if text or buttons:
-                language = _language((event.get("metadata") or {}).get("language"))
-                messages.append({"role": "bot", "text": text, "buttons": buttons, "language": language})
+                metadata = event.get("metadata") or {}
+                language = _language(metadata.get("language"))
+                role = "staff" if metadata.get("author") == "staff" else "bot"
+                messages.append({"role": role, "text": text, "buttons": buttons, "language": language})
                 titles.update({b["payload"]: (b["title"], language) for b in buttons})
         elif kind == "user":
             text = event.get("text") or ""
@@ -251,9 +260,10 @@ async def message(request: web.Request) -> web.Response:
         logger.warning("Rasa cannot be reached: %s", error)
         return unreachable()
     replies = [
-        {"text": m.get("text") or "", "buttons": _buttons(m.get("buttons")), "language": _language(m.get("language"))}
+        {"text": m.get("text") or "", "buttons": _buttons(m.get("buttons")), "language": _language(m.get("language")),
+         **({"handoff": m["handoff"]} if isinstance(m.get("handoff"), str) else {})}
         for m in data
-    ]
+    ]  # fmt: skip
     return web.json_response([r for r in replies if r["text"] or r["buttons"]])
 
 
@@ -265,10 +275,31 @@ async def history(request: web.Request) -> web.Response:
         return refusal
     try:
         events = await request.app[RASA].history(sender)
+        state = await request.app[RASA].handoff(sender, HISTORY_HAS_ALL)
     except (RasaRefused, RasaUnavailable) as error:
         logger.warning("Rasa did not give the conversation history: %s", type(error).__name__)
         return unreachable()
-    return web.json_response({"messages": conversation(events)})
+    return web.json_response({"messages": conversation(events), "handoff": state.get("handoff"),
+                              "last": state.get("last", 0)})  # fmt: skip
+
+
+async def updates(request: web.Request) -> web.Response:
+    """The office staff's replies newer than ``after`` (the page asks every few seconds)."""
+    sender = request.match_info["sender"]
+    if not is_web_sender(sender):
+        return _error("unknown conversation", 404)
+    after = request.query.get("after", "0")
+    if not after.isdigit() or len(after) > 12:
+        return _error('"after" must be a message id', 400)
+    if (refusal := await limited(request, None)) is not None:
+        return refusal
+    try:
+        state = await request.app[RASA].handoff(sender, int(after))
+    except (RasaRefused, RasaUnavailable) as error:
+        logger.warning("Rasa did not give the staff's replies: %s", type(error).__name__)
+        return unreachable()
+    return web.json_response({"messages": conversation(state["messages"]), "handoff": state.get("handoff"),
+                              "last": state.get("last", int(after))})  # fmt: skip
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -276,8 +307,8 @@ class AccessLogger(AbstractAccessLogger):
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
         path = request.path
-        if path.startswith("/api/history/"):
-            path = "/api/history/…"
+        if path.startswith(("/api/history/", "/api/updates/")):
+            path = path[: path.index("/", 5) + 1] + "…"
         self.logger.info("%s %s %s %.0f ms", request.method, path, response.status, time * 1000)
 
 
@@ -302,6 +333,7 @@ def make_app(rasa_url: str, channel_token: str | None, limits: RateLimits | None
     app.router.add_get("/api/health", health)
     app.router.add_post("/api/message", message)
     app.router.add_get("/api/history/{sender}", history)
+    app.router.add_get("/api/updates/{sender}", updates)
     return app
 
 

@@ -2,7 +2,7 @@
  *
  * Plain JavaScript, no build step, nothing loaded from elsewhere. Served by
  * bot/web.py (`make run`, http://localhost:8080/), it talks only to its own
- * origin: POST /api/message and GET /api/history/<sender>.
+ * origin: POST /api/message, GET /api/history/<sender> and GET /api/updates/<sender>.
  *
  * - Text from the bot (and the user) is inserted as text nodes only; http(s)
  *   URLs in it become <a> elements built here. No reply can inject HTML.
@@ -11,6 +11,9 @@
  *   (Rasa's tracker store) on every load.
  * - When the server or Rasa cannot be reached the page says so and retries
  *   (1 s, 2 s, 4 s, then every 8 s); queued messages wait, nothing is lost.
+ * - While the office staff have the conversation (a hand-off), a line above the text box
+ *   says so, and the page asks for their replies every 2 seconds (every 30 otherwise:
+ *   a reply to a question passed on earlier) and shows them as they come.
  * - Each message carries the `lang` of its own text (see messageLanguage) and
  *   its speaker label the interface language it was shown in, so a screen
  *   reader reads a Chinese reply as Chinese in a Russian interface, and earlier
@@ -29,6 +32,7 @@
   const scroller = $("scroller");
   const typing = $("typing");
   const alertBox = $("alert");
+  const handoffBox = $("handoff");
   const form = $("composer");
   const input = $("message");
   const select = $("language");
@@ -98,6 +102,10 @@
     }
     for (const el of document.querySelectorAll("[data-placeholder]")) el.placeholder = t(el.dataset.placeholder);
     for (const el of document.querySelectorAll("[data-label]")) el.setAttribute("aria-label", t(el.dataset.label));
+    if (handoffBox.dataset.ref) {
+      handoffBox.lang = ui;
+      handoffBox.textContent = `${t("web_handoff_active")} (${handoffBox.dataset.ref})`;
+    }
   }
 
   // --- the language of each message --------------------------------------------------
@@ -181,12 +189,12 @@
      sent in), its speaker label, its text, and the bot's quick replies. */
   function messageElement(role, text, { buttons = [], pending = null, language = null } = {}) {
     const item = document.createElement("div");
-    item.className = `message ${role}`;
-    item.lang = role === "bot" && codes.includes(language) ? language : messageLanguage(String(text), language);
+    item.className = role === "staff" ? "message bot staff" : `message ${role}`;
+    item.lang = role !== "user" && codes.includes(language) ? language : messageLanguage(String(text), language);
     const bubble = document.createElement("p");
     bubble.className = "bubble";
     appendText(bubble, String(text));
-    item.append(speaker(role === "user" ? "web_you" : "web_bot"), bubble);
+    item.append(speaker({ user: "web_you", staff: "web_staff" }[role] || "web_bot"), bubble);
     if (pending) {
       item.classList.add("pending");
       item.dataset.pending = pending;
@@ -292,25 +300,76 @@
     delay = 1000;
   }
 
+  function roleOf(m) {
+    return m.role === "user" || m.role === "staff" ? m.role : "bot";
+  }
+
+  // --- the office staff's replies (a hand-off) -------------------------------------------
+
+  const FAST = 2000; // while the staff have the conversation
+  const SLOW = 30000; // otherwise: a reply to a question passed on earlier
+  let handoff = null; // the open hand-off's reference
+  let lastUpdate = 0; // the newest staff reply or notice on the page
+  let pollTimer = 0;
+
+  function setHandoff(ref) {
+    handoff = typeof ref === "string" && ref ? ref : null;
+    handoffBox.hidden = !handoff;
+    handoffBox.dataset.ref = handoff || "";
+    if (handoff) {
+      handoffBox.lang = uiLanguage();
+      handoffBox.textContent = `${t("web_handoff_active")} (${handoff})`;
+    }
+  }
+
+  function pollLater(after) {
+    clearTimeout(pollTimer);
+    pollTimer = setTimeout(poll, after);
+  }
+
+  async function poll() {
+    let data;
+    try {
+      const url = `/api/updates/${encodeURIComponent(sender)}?after=${lastUpdate}`;
+      const reply = await fetch(url, { cache: "no-store" });
+      if (!reply.ok) throw new Error(`updates: ${reply.status}`);
+      data = await reply.json();
+      if (!Array.isArray(data.messages)) throw new Error("updates: no messages");
+    } catch {
+      pollLater(handoff ? FAST * 2 : SLOW);
+      return;
+    }
+    const fresh = data.messages.filter((m) => m.text);
+    for (const m of fresh) log.append(messageElement(roleOf(m), m.text, { language: m.language }));
+    if (fresh.length) refresh();
+    lastUpdate = Math.max(lastUpdate, Number(data.last) || 0);
+    const ended = handoff && !data.handoff;
+    setHandoff(data.handoff);
+    pollLater(handoff || ended ? FAST : SLOW); // once more soon after it ended: the staff's last words
+  }
+
   async function loadHistory() {
-    let messages;
+    let data;
     try {
       const reply = await fetch("/api/history/" + encodeURIComponent(sender), { cache: "no-store" });
       if (!reply.ok) throw new Error(`history: ${reply.status}`);
-      messages = (await reply.json()).messages;
-      if (!Array.isArray(messages)) throw new Error("history: no messages");
+      data = await reply.json();
+      if (!Array.isArray(data.messages)) throw new Error("history: no messages");
     } catch {
       retryLater(loadHistory);
       return;
     }
     reached();
     const fragment = document.createDocumentFragment();
-    for (const m of messages) {
-      const role = m.role === "user" ? "user" : "bot";
+    for (const m of data.messages) {
+      const role = roleOf(m);
       const buttons = role === "bot" ? m.buttons : [];
       fragment.append(messageElement(role, m.text || "", { buttons, language: m.language }));
     }
     log.prepend(fragment); // before the messages still waiting to be sent
+    lastUpdate = Number(data.last) || 0;
+    setHandoff(data.handoff);
+    pollLater(handoff ? FAST : SLOW);
     ready = true;
     refresh();
     pump();
@@ -363,7 +422,12 @@
     }
     for (const r of Array.isArray(outcome) ? outcome : []) {
       log.append(messageElement("bot", r.text || "", { buttons: r.buttons, language: r.language }));
+      if (r.handoff && r.handoff !== handoff) {
+        setHandoff(r.handoff); // the staff have the conversation now: ask for their replies often
+        pollLater(FAST);
+      }
     }
+    if (Array.isArray(outcome) && handoff && !outcome.some((r) => r.handoff)) pollLater(0); // back to the bot?
     refresh(shown);
     pump();
   }

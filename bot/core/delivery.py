@@ -1,0 +1,272 @@
+"""Delivering the staff's replies to users, and hand-offs to the staff's Telegram group.
+
+    message = handoffs().reply("H-2026-0001", "cli:li", "…")
+    message = await deliver(message)          # message.delivery, message.delivery_note
+
+Where a reply goes, from the request's conversation and e-mail:
+
+* a Telegram user (``telegram-<chat id>``): a message in their chat, right away, through
+  the Bot API (python-telegram-bot; ``TELEGRAM_BOT_TOKEN``, ``TELEGRAM_BASE_URL``);
+* a web chat user (``web-…``): kept for the page, which shows it while it is open (it asks
+  every few seconds) or in the history when they come back; ``waiting`` until then, ``shown`` after;
+* by e-mail, when ``SMTP_URL`` is set and the user gave an address: the reference in the
+  subject. ``smtp://host:25`` (plain), ``smtp+starttls://user:password@host:587`` (STARTTLS),
+  ``smtps://user:password@host:465`` (SSL); ``SMTP_FROM`` is the sender address
+  (default: the user name when it is an address). Without ``SMTP_URL`` nothing is e-mailed.
+
+A reply that reached no one (the bot blocked, no e-mail, no way to reach the client) is
+``undelivered``, and the note says why for each way. The staff group
+(``TELEGRAM_STAFF_CHAT_ID``) gets each new hand-off with its reference, language, channel
+and last messages, and each message the user sends while it is open, so that a staff
+member can answer by replying to the post. Texts are never logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import smtplib
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate, make_msgid
+from urllib.parse import unquote, urlsplit
+
+from telegram import Bot, ReplyParameters
+from telegram.error import TelegramError
+
+from bot.core.handoff import DELIVERED, SHOWN, UNDELIVERED, WAITING, Handoff, HandoffStore, Message, handoffs
+from bot.core.storage import OfficeRequest
+from bot.core.texts import say
+
+logger = logging.getLogger(__name__)
+
+TELEGRAM_API = "https://api.telegram.org/bot"
+STAFF_CHAT_VARIABLE = "TELEGRAM_STAFF_CHAT_ID"
+SMTP_VARIABLE = "SMTP_URL"
+SMTP_TIMEOUT = 20.0
+TELEGRAM_TEXT_LIMIT = 4000  # under Telegram's 4,096 UTF-16 units, with the label
+POST_MESSAGES = 6  # the last messages of the conversation in a new hand-off's post
+
+
+def staff_chat_id(environ: Mapping[str, str] | None = None) -> int | None:
+    """``TELEGRAM_STAFF_CHAT_ID`` (a group's id is negative, e.g. -1001234567890), or None."""
+    value = (os.environ if environ is None else environ).get(STAFF_CHAT_VARIABLE, "").strip()
+    try:
+        return int(value) if value else None
+    except ValueError:
+        logger.warning("%s is not a chat id (a number such as -1001234567890): ignored", STAFF_CHAT_VARIABLE)
+        return None
+
+
+def telegram_bot(environ: Mapping[str, str] | None = None) -> Bot | None:
+    """A Bot API client from ``TELEGRAM_BOT_TOKEN`` and ``TELEGRAM_BASE_URL``, or None without a token."""
+    env = os.environ if environ is None else environ
+    token = env.get("TELEGRAM_BOT_TOKEN", "").strip()
+    if not token:
+        return None
+    for name in ("httpx", "httpcore"):  # their INFO lines show Bot API URLs, with the token
+        logging.getLogger(name).setLevel(logging.WARNING)
+    return Bot(token, base_url=env.get("TELEGRAM_BASE_URL", "").strip() or TELEGRAM_API)
+
+
+def telegram_chat(sender_id: str | None) -> int | None:
+    """The Telegram chat of a conversation ``telegram-<chat id>``."""
+    if not sender_id or not sender_id.startswith("telegram-"):
+        return None
+    try:
+        return int(sender_id.removeprefix("telegram-"))
+    except ValueError:
+        return None
+
+
+# --- e-mail --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SmtpSettings:
+    host: str
+    port: int
+    security: str  # plain, starttls, ssl
+    username: str | None
+    password: str | None
+    sender: str
+
+    @classmethod
+    def from_url(cls, url: str, sender: str | None = None) -> SmtpSettings:
+        parts = urlsplit(url)
+        security = {"smtp": "plain", "smtp+starttls": "starttls", "smtp+tls": "starttls", "smtps": "ssl"}.get(
+            parts.scheme.lower()
+        )
+        if security is None or not parts.hostname:
+            raise ValueError(f"{SMTP_VARIABLE} must look like smtp://host:25, smtp+starttls://user:pw@host:587 "
+                             "or smtps://user:pw@host:465")  # fmt: skip
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        port = parts.port or {"plain": 25, "starttls": 587, "ssl": 465}[security]
+        fallback = username if username and "@" in username else f"assistant@{parts.hostname}"
+        return cls(parts.hostname, port, security, username, password, sender or fallback)
+
+
+def smtp_settings(environ: Mapping[str, str] | None = None) -> SmtpSettings | None:
+    env = os.environ if environ is None else environ
+    url = env.get(SMTP_VARIABLE, "").strip()
+    return SmtpSettings.from_url(url, env.get("SMTP_FROM", "").strip() or None) if url else None
+
+
+def send_email(settings: SmtpSettings, to: str, subject: str, body: str) -> None:
+    """Sends one plain-text e-mail (blocking); smtplib's errors pass through."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = settings.sender, to, subject
+    message["Date"], message["Message-ID"] = formatdate(localtime=False), make_msgid(domain=settings.host)
+    message.set_content(body)
+    context = ssl.create_default_context(cafile=os.environ.get("SMTP_CA_FILE") or None)
+    if settings.security == "ssl":
+        client: smtplib.SMTP = smtplib.SMTP_SSL(settings.host, settings.port, timeout=SMTP_TIMEOUT, context=context)
+    else:
+        client = smtplib.SMTP(settings.host, settings.port, timeout=SMTP_TIMEOUT)
+    with client:
+        if settings.security == "starttls":
+            client.starttls(context=context)
+        if settings.username:
+            client.login(settings.username, settings.password or "")
+        client.send_message(message)
+
+
+# --- delivering a reply ----------------------------------------------------------------
+
+
+def user_text(message: Message, request: OfficeRequest) -> str:
+    """What the user reads: a staff reply with its label, a notice as it is."""
+    if message.author == "staff":
+        return say("handoff_staff_reply", message.language or request.language or "en", ref=request.ref,
+                   text=message.text)  # fmt: skip
+    return message.text
+
+
+async def deliver(message: Message, store: HandoffStore | None = None, bot: Bot | None = None) -> Message:
+    """Sends a staff reply or a notice to the user by every way that reaches them; stores how it went."""
+    store = store or handoffs()
+    request = store.request(message.ref)
+    text = user_text(message, request)
+    notes, reached, waiting = [], False, False
+    chat = telegram_chat(request.sender_id)
+    if chat is not None:
+        own = bot is None
+        bot = bot or telegram_bot()
+        if bot is None:
+            notes.append("telegram: off (TELEGRAM_BOT_TOKEN not set)")
+        else:
+            try:
+                if own:
+                    async with bot:
+                        await bot.send_message(chat, text[:TELEGRAM_TEXT_LIMIT])
+                else:
+                    await bot.send_message(chat, text[:TELEGRAM_TEXT_LIMIT])
+                notes.append("telegram: sent")
+                reached = True
+            except TelegramError as error:  # blocked the bot, chat gone, Telegram down
+                notes.append(f"telegram: failed ({type(error).__name__}: {error})")
+                logger.warning("reply to %s: Telegram refused it: %s", request.ref, type(error).__name__)
+    elif (request.sender_id or "").startswith("web-"):
+        notes.append("web: waiting for the page")
+        waiting = True
+    if message.author == "staff":
+        outcome, sent = await email(request, message)
+        notes.append(outcome)
+        reached = reached or sent
+    elif chat is None and not waiting:
+        notes.append("no channel to reach the user")
+    status = DELIVERED if reached else WAITING if waiting else UNDELIVERED
+    if status == UNDELIVERED:
+        logger.warning("reply to %s undelivered", request.ref)
+    return store.set_delivery(message.id, status, "; ".join(notes))
+
+
+async def email(request: OfficeRequest, message: Message) -> tuple[str, bool]:
+    """E-mails a staff reply when SMTP_URL is set and the user gave an address: (note, sent)."""
+    try:
+        settings = smtp_settings()
+    except ValueError as error:
+        return f"e-mail: off ({error})", False
+    if settings is None:
+        return f"e-mail: off ({SMTP_VARIABLE} not set)", False
+    if not request.email:
+        return "e-mail: no address given", False
+    language = message.language or request.language or "en"
+    subject = say("handoff_email_subject", language, ref=request.ref)
+    body = say("handoff_email_body", language, ref=request.ref, text=message.text)
+    try:
+        await asyncio.get_running_loop().run_in_executor(None, send_email, settings, request.email, subject, body)
+    except (OSError, smtplib.SMTPException) as error:
+        logger.warning("reply to %s: e-mail failed: %s", request.ref, type(error).__name__)
+        return f"e-mail: failed ({type(error).__name__})", False
+    return "e-mail: sent", True
+
+
+def summary(message: Message) -> str:
+    """One line for the staff: how a reply went."""
+    mark = {DELIVERED: "✓", SHOWN: "✓", WAITING: "…", UNDELIVERED: "⚠"}.get(message.delivery or "", "?")
+    return f"{mark} {message.delivery or 'pending'}: {message.delivery_note or ''}".strip()
+
+
+# --- the staff group -------------------------------------------------------------------
+
+
+def post_text(handoff: Handoff, request: OfficeRequest) -> str:
+    """A new hand-off as the staff group reads it (English: the staff's working language here)."""
+    lines = [
+        f"🙋 {handoff.ref}: a user asks for a person",
+        f"language: {handoff.lang} · channel: {handoff.channel}" + (" · e-mail given" if request.email else ""),
+    ]
+    if request.details:
+        lines += ["", "last messages:", request.details]
+    lines += ["", f"Reply to this message to answer the user; /take {handoff.ref} to claim it, "
+                  f"/close {handoff.ref} to return the user to the bot."]  # fmt: skip
+    return "\n".join(lines)[:TELEGRAM_TEXT_LIMIT]
+
+
+async def post_to_staff(text: str, reply_to: int | None = None, bot: Bot | None = None) -> int | None:
+    """Posts ``text`` in the staff group (a reply to ``reply_to``); its message id, or None."""
+    chat = staff_chat_id()
+    own = bot is None
+    bot = bot or telegram_bot()
+    if chat is None or bot is None:
+        return None
+    parameters = ReplyParameters(reply_to, allow_sending_without_reply=True) if reply_to else None
+    try:
+        if own:
+            async with bot:
+                sent = await bot.send_message(chat, text[:TELEGRAM_TEXT_LIMIT], reply_parameters=parameters)
+        else:
+            sent = await bot.send_message(chat, text[:TELEGRAM_TEXT_LIMIT], reply_parameters=parameters)
+    except TelegramError as error:
+        logger.warning("the staff group refused a post: %s", type(error).__name__)
+        return None
+    return sent.message_id
+
+
+async def post_handoff(ref: str, store: HandoffStore | None = None, bot: Bot | None = None) -> int | None:
+    """Posts a new hand-off in the staff group (once; again later if it failed)."""
+    store = store or handoffs()
+    handoff = store.get(ref)
+    if handoff.staff_post_id is not None:
+        return handoff.staff_post_id
+    post_id = await post_to_staff(post_text(handoff, store.request(ref)), bot=bot)
+    if post_id is not None:
+        store.set_post(post_id, ref=ref)
+    return post_id
+
+
+async def relay_to_staff(message: Message, store: HandoffStore | None = None, bot: Bot | None = None) -> int | None:
+    """Posts a user's message of an open hand-off in the staff group, under the hand-off's post."""
+    store = store or handoffs()
+    post = await post_handoff(message.ref, store, bot)
+    if post is None:
+        return None
+    post_id = await post_to_staff(f"{message.ref} · user: {message.text}", reply_to=post, bot=bot)
+    if post_id is not None:
+        store.set_post(post_id, message_id=message.id)
+    return post_id
