@@ -66,11 +66,12 @@ def test_the_schema_is_upgraded_without_losing_requests(database_url, monkeypatc
     def add_a_column(connection):
         connection.execute(sa.text("ALTER TABLE office_requests ADD COLUMN phone_allowed BOOLEAN"))
 
+    latest = len(storage.MIGRATIONS) + 1
     monkeypatch.setattr(storage, "MIGRATIONS", storage.MIGRATIONS + [add_a_column])
     upgraded = RequestStore(database_url)
-    assert upgraded.upgrade() == 2
+    assert upgraded.upgrade() == latest
     assert [r.full_name for r in upgraded.list()] == ["Ada Lovelace"]
-    assert RequestStore(database_url).upgrade() == 2  # applied once only
+    assert RequestStore(database_url).upgrade() == latest  # applied once only
 
 
 def _save_many(url: str, worker: int, count: int) -> None:

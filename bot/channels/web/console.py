@@ -1,0 +1,423 @@
+"""The staff console at /staff/, served by the web chat's server: pages made on the server, no script.
+
+    GET  /staff/login                 the login form (the only page open without a session)
+    POST /staff/login                 name, password -> the session cookie, then /staff/
+    POST /staff/logout                ends the session
+    GET  /staff/                      the inbox of unanswered questions (?lang=fr&days=7&status=open)
+    POST /staff/inbox/{id}/assign     intent -> the question becomes an example of it (data/nlu/<lang>.yml)
+    POST /staff/inbox/{id}/todo       needs a new answer (the to-do list: ?status=todo)
+    POST /staff/inbox/{id}/ignore     ignored, also when the same text comes again
+    GET  /staff/audit                 the audit log (who, when, what)
+    GET  /staff/api/inbox             the inbox as JSON (same filters)
+    POST /staff/api/inbox/{id}        {"action": "assign"|"todo"|"ignore", "intent"} with X-CSRF-Token
+
+Nothing under /staff/ answers without a session: a page redirects to the login
+form, the API answers 401. The session cookie is ``HttpOnly``, ``SameSite=Strict``,
+``Path=/staff``, and ``Secure`` when the page is served over HTTPS (the request's
+scheme, ``X-Forwarded-Proto: https`` from a trusted proxy, or
+``STAFF_COOKIE_SECURE=1``). Every change (POST) carries the session's CSRF token
+(a form field or the ``X-CSRF-Token`` header), else 403; the login form has
+its own (a cookie and a field that must match). Logins are slowed down after
+wrong passwords (``bot.staff.accounts``). English and Chinese (``?ui=zh``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import hmac
+import html
+import json
+import os
+import secrets
+from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl, urlencode, urlsplit
+
+from aiohttp import web
+
+from bot.core.languages import registry
+from bot.core.ratelimit import client_ip, trusted_proxies
+from bot.staff.accounts import LoginRefused, Session
+from bot.staff.inbox import STATUSES, GroupNotFound
+from bot.staff.nludata import EditRejected
+from bot.staff.service import Console
+
+COOKIE = "staff_session"
+LOGIN_COOKIE = "staff_login"
+UI_COOKIE = "staff_ui"
+CSRF_HEADER = "X-CSRF-Token"
+CONSOLE = web.AppKey("console", Console)
+SESSION = "staff_session"
+CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
+    "base-uri 'none'; frame-ancestors 'none'"
+)
+HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-store",
+}
+
+UI = {
+    "en": {
+        "title": "Staff console", "login": "Log in", "name": "Name", "password": "Password",
+        "wrong": "Wrong name or password.", "slowed": "Too many wrong passwords: try again in {seconds} s.",
+        "expired": "The form expired: please try again.", "logout": "Log out", "inbox": "Unanswered questions",
+        "todo": "To-do: needs a new answer", "audit": "Audit log", "count": "Count", "language": "Language",
+        "question": "Question", "first": "First seen", "last": "Last seen", "channels": "Channels",
+        "guess": "Best guess", "actions": "Actions", "add_to": "Add to {intent}", "add": "Add as example of",
+        "add_button": "Add",
+        "new_answer": "Needs a new answer", "ignore": "Ignore", "all_languages": "All languages",
+        "period": "Period", "all_time": "All time", "days": "Last {days} days", "filter": "Filter",
+        "status": "Status", "none": "Nothing here.", "assigned": "Added to {intent}: publish to make it live.",
+        "todo_done": "Put on the to-do list.", "ignored": "Ignored.", "who": "Who", "when": "When",
+        "what": "What", "signed_in": "Signed in as {name}", "other_ui": "中文", "other_code": "zh",
+        "reasons": {"fallback": "fallback", "out_of_scope": "out of scope", "low_confidence": "low confidence"},
+        "statuses": {"open": "open", "assigned": "assigned", "todo": "to do", "ignored": "ignored", "all": "all"},
+    },
+    "zh": {
+        "title": "工作人员后台", "login": "登录", "name": "用户名", "password": "密码",
+        "wrong": "用户名或密码错误。", "slowed": "密码错误次数过多，请 {seconds} 秒后再试。",
+        "expired": "表单已过期，请重试。", "logout": "退出登录", "inbox": "未回答的问题",
+        "todo": "待办：需要新答案", "audit": "操作记录", "count": "次数", "language": "语言",
+        "question": "问题", "first": "首次出现", "last": "最近出现", "channels": "渠道",
+        "guess": "最佳猜测", "actions": "操作", "add_to": "添加到 {intent}", "add": "添加为此意图的例句",
+        "add_button": "添加",
+        "new_answer": "需要新答案", "ignore": "忽略", "all_languages": "所有语言",
+        "period": "时间范围", "all_time": "全部", "days": "最近 {days} 天", "filter": "筛选",
+        "status": "状态", "none": "暂无内容。", "assigned": "已添加到 {intent}：发布后生效。",
+        "todo_done": "已加入待办。", "ignored": "已忽略。", "who": "操作人", "when": "时间",
+        "what": "内容", "signed_in": "当前用户：{name}", "other_ui": "English", "other_code": "en",
+        "reasons": {"fallback": "未理解", "out_of_scope": "超出范围", "low_confidence": "置信度低"},
+        "statuses": {"open": "待处理", "assigned": "已分配", "todo": "待办", "ignored": "已忽略", "all": "全部"},
+    },
+}  # fmt: skip
+PERIODS = (0, 1, 7, 30, 90)
+E = html.escape
+
+
+# --- sessions and the guard ----------------------------------------------------------
+
+
+def is_https(request: web.Request) -> bool:
+    if os.environ.get("STAFF_COOKIE_SECURE") == "1" or request.secure:
+        return True
+    return request.headers.get("X-Forwarded-Proto") == "https" and (request.remote or "") in trusted_proxies()
+
+
+def ui_language(request: web.Request) -> str:
+    chosen = request.query.get("ui") or request.cookies.get(UI_COOKIE)
+    if chosen in UI:
+        return chosen
+    return "zh" if request.headers.get("Accept-Language", "").lower().startswith("zh") else "en"
+
+
+def in_console(path: str) -> bool:
+    return path == "/staff" or path.startswith("/staff/")
+
+
+def _same(a: str | None, b: str | None) -> bool:
+    return bool(a) and bool(b) and hmac.compare_digest(a.encode(), b.encode())
+
+
+@web.middleware
+async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]):
+    """No session, no console; no CSRF token, no change."""
+    if not in_console(request.path) or request.path == "/staff/login" or CONSOLE not in request.app:
+        return await handler(request)
+    console = request.app[CONSOLE]
+    session = await asyncio.to_thread(console.accounts.session, request.cookies.get(COOKIE))
+    if session is None:
+        if request.method == "GET" and not request.path.startswith("/staff/api/"):
+            raise web.HTTPSeeOther("/staff/login", headers=HEADERS)
+        return web.json_response({"error": "not logged in"}, status=401, headers=HEADERS)
+    if request.method not in ("GET", "HEAD"):
+        token = request.headers.get(CSRF_HEADER)
+        if token is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+            token = (await request.post()).get("csrf")
+        if not _same(str(token) if token is not None else None, session.csrf):
+            return web.json_response({"error": "bad or missing CSRF token"}, status=403, headers=HEADERS)
+    request[SESSION] = session
+    return await handler(request)
+
+
+# --- the pages -----------------------------------------------------------------------
+
+
+def page(request: web.Request, title: str, body: str, session: Session | None = None, status: int = 200):
+    ui = ui_language(request)
+    t = UI[ui]
+    other = t["other_code"]
+    query = urlencode({**request.query, "ui": other})
+    nav = ""
+    if session is not None:
+        links = [("/staff/", t["inbox"]), ("/staff/?status=todo", t["todo"]), ("/staff/audit", t["audit"])]
+        items = "".join(f'<li><a href="{E(href)}">{E(label)}</a></li>' for href, label in links)
+        nav = (
+            f'<nav aria-label="{E(t["title"])}"><ul>{items}</ul>'
+            f'<span class="who">{E(t["signed_in"].format(name=session.username))}</span>'
+            f'<form method="post" action="/staff/logout"><input type="hidden" name="csrf" value="{E(session.csrf)}">'
+            f'<button type="submit">{E(t["logout"])}</button></form></nav>'
+        )
+    document = f"""<!doctype html>
+<html lang="{"zh-Hans" if ui == "zh" else "en"}">
+<head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{E(title)} · {E(t["title"])}</title><link rel="stylesheet" href="/staff.css">
+<link rel="icon" href="/favicon.svg" type="image/svg+xml"></head>
+<body><header><h1>{E(t["title"])}</h1><a class="ui" href="?{E(query)}" lang="{"en" if other == "en" else "zh-Hans"}">{
+        E(t["other_ui"])
+    }</a>{nav}</header>
+<main><h2>{E(title)}</h2>{body}</main></body></html>"""
+    response = web.Response(text=document, content_type="text/html", status=status, headers=HEADERS)
+    if request.query.get("ui") in UI:
+        response.set_cookie(UI_COOKIE, request.query["ui"], path="/", samesite="Strict", max_age=365 * 86400)
+    return response
+
+
+def login_page(request: web.Request, error: str = "", status: int = 200) -> web.Response:
+    t = UI[ui_language(request)]
+    token = secrets.token_urlsafe(24)
+    alert = f'<p class="error" role="alert">{E(error)}</p>' if error else ""
+    body = f"""{alert}<form method="post" action="/staff/login" class="login">
+<input type="hidden" name="csrf" value="{token}">
+<label>{E(t["name"])} <input name="name" autocomplete="username" required maxlength="64" autofocus></label>
+<label>{E(t["password"])} <input name="password" type="password" autocomplete="current-password" required></label>
+<button type="submit">{E(t["login"])}</button></form>"""
+    response = page(request, t["login"], body, status=status)
+    response.set_cookie(LOGIN_COOKIE, token, path="/staff/login", httponly=True, samesite="Strict",
+                        secure=is_https(request), max_age=3600)  # fmt: skip
+    return response
+
+
+async def login_form(request: web.Request) -> web.Response:
+    return login_page(request)
+
+
+async def login(request: web.Request) -> web.Response:
+    t = UI[ui_language(request)]
+    form = await request.post()
+    if not _same(str(form.get("csrf") or ""), request.cookies.get(LOGIN_COOKIE)):
+        return login_page(request, t["expired"], status=403)
+    name, password = str(form.get("name") or "").strip(), str(form.get("password") or "")
+    ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"), trusted_proxies())
+    try:
+        session = await asyncio.to_thread(request.app[CONSOLE].accounts.login, name, password, ip)
+    except LoginRefused as refused:
+        response = login_page(request, t["slowed"].format(seconds=refused.retry_after), status=429)
+        response.headers["Retry-After"] = str(refused.retry_after)
+        return response
+    if session is None:
+        return login_page(request, t["wrong"], status=401)
+    response = web.HTTPSeeOther("/staff/", headers=HEADERS)
+    lifetime = int((session.expires_at - dt.datetime.utcnow()).total_seconds())
+    response.set_cookie(COOKIE, session.token, path="/staff", httponly=True, samesite="Strict",
+                        secure=is_https(request), max_age=lifetime)  # fmt: skip
+    response.del_cookie(LOGIN_COOKIE, path="/staff/login")
+    return response
+
+
+async def logout(request: web.Request) -> web.Response:
+    await asyncio.to_thread(request.app[CONSOLE].accounts.logout, request.cookies.get(COOKIE, ""))
+    response = web.HTTPSeeOther("/staff/login", headers=HEADERS)
+    response.del_cookie(COOKIE, path="/staff")
+    return response
+
+
+def _filters(request: web.Request) -> tuple[str | None, int, str]:
+    language = request.query.get("lang")
+    language = language if language in registry().languages else None
+    days = request.query.get("days", "")
+    status = request.query.get("status", "open")
+    return language, int(days) if days.isdigit() else 0, status if status in STATUSES else "open"
+
+
+async def _groups(request: web.Request):
+    language, days, status = _filters(request)
+    since = dt.datetime.utcnow() - dt.timedelta(days=days) if days else None
+    return await asyncio.to_thread(request.app[CONSOLE].inbox.groups, language, since, status)
+
+
+def _intent_options(intents: list[str], chosen: str | None) -> str:
+    return "".join(f"<option{' selected' if i == chosen else ''}>{E(i)}</option>" for i in intents)
+
+
+async def inbox_page(request: web.Request, notice: str = "", errors: dict[str, list[str]] | None = None,
+                     status: int = 200) -> web.Response:  # fmt: skip
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    language, days, chosen_status = _filters(request)
+    groups = await _groups(request)
+    intents = request.app[CONSOLE].intents()
+    csrf = E(session.csrf)
+    back = E(request.path_qs)
+    languages = "".join(
+        f'<option value="{E(c)}"{" selected" if c == language else ""}>{E(c)}</option>' for c in registry().codes
+    )
+    periods = "".join(
+        f'<option value="{d}"{" selected" if d == days else ""}>'
+        f"{E(t['days'].format(days=d) if d else t['all_time'])}</option>"
+        for d in PERIODS
+    )
+    statuses = "".join(
+        f'<option value="{s}"{" selected" if s == chosen_status else ""}>{E(t["statuses"][s])}</option>'
+        for s in STATUSES
+    )
+    filters = f"""<form method="get" action="/staff/" class="filters">
+<label>{E(t["language"])} <select name="lang"><option value="">{E(t["all_languages"])}</option>
+{languages}</select></label>
+<label>{E(t["period"])} <select name="days">{periods}</select></label>
+<label>{E(t["status"])} <select name="status">{statuses}</select></label>
+<button type="submit">{E(t["filter"])}</button></form>"""
+    rows = []
+    for g in groups:
+        actions = ""
+        if g.status in ("open", "todo"):
+            one_click = (
+                f'<form method="post" action="/staff/inbox/{E(g.id)}/assign"><input type="hidden" name="csrf" '
+                f'value="{csrf}"><input type="hidden" name="back" value="{back}"><input type="hidden" name="intent" '
+                f'value="{E(g.guess)}"><button type="submit" class="primary">{E(t["add_to"].format(intent=g.guess))}'
+                "</button></form>"
+                if g.guess
+                else ""
+            )
+            actions = (
+                one_click + f'<form method="post" action="/staff/inbox/{E(g.id)}/assign" class="pick">'
+                f'<input type="hidden" name="csrf" value="{csrf}"><input type="hidden" name="back" value="{back}">'
+                f'<label>{E(t["add"])} <select name="intent">{_intent_options(intents, g.guess)}</select></label>'
+                f'<button type="submit">{E(t["add_button"])}</button></form>'
+            )
+            for action, label in (("todo", t["new_answer"]), ("ignore", t["ignore"])):
+                if action == "todo" and g.status == "todo":
+                    continue
+                actions += (
+                    f'<form method="post" action="/staff/inbox/{E(g.id)}/{action}"><input type="hidden" name="csrf" '
+                    f'value="{csrf}"><input type="hidden" name="back" value="{back}">'
+                    f'<button type="submit">{E(label)}</button></form>'
+                )
+        problems = (errors or {}).get(g.id, [])
+        error = "".join(f'<p class="error" role="alert">{E(p)}</p>' for p in problems)
+        reasons = ", ".join(t["reasons"].get(r, r) for r in g.reasons)
+        lang_attr = E(g.language)
+        rows.append(
+            f'<tr id="g-{E(g.id)}" data-group="{E(g.id)}"><td class="n">{g.count}</td><td>{E(g.language)}</td>'
+            f'<td><span lang="{lang_attr}" class="question">{E(g.text)}</span><br><small>{E(reasons)} · '
+            f"{E(t['statuses'].get(g.status, g.status))}{(' → ' + E(g.intent)) if g.intent else ''}</small>{error}</td>"
+            f"<td>{E(g.first_seen.isoformat(' ', 'minutes'))}</td><td>{E(g.last_seen.isoformat(' ', 'minutes'))}</td>"
+            f"<td>{E(', '.join(g.channels))}</td><td>{E(g.guess or '—')}</td>"
+            f'<td class="actions">{actions}</td></tr>'
+        )
+    head = "".join(
+        f'<th scope="col">{E(t[k])}</th>'
+        for k in ("count", "language", "question", "first", "last", "channels", "guess", "actions")
+    )
+    table = (
+        f'<table class="inbox"><thead><tr>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>'
+        if rows
+        else f"<p>{E(t['none'])}</p>"
+    )
+    notice_html = f'<p class="notice" role="status">{E(notice)}</p>' if notice else ""
+    title = t["todo"] if chosen_status == "todo" else t["inbox"]
+    return page(request, title, notice_html + filters + table, session, status=status)
+
+
+async def inbox(request: web.Request) -> web.Response:
+    t = UI[ui_language(request)]
+    done = request.query.get("done")
+    notice = ""
+    if done == "assigned":
+        notice = t["assigned"].format(intent=request.query.get("intent", ""))
+    elif done == "todo":
+        notice = t["todo_done"]
+    elif done == "ignored":
+        notice = t["ignored"]
+    return await inbox_page(request, notice)
+
+
+def _decide(console: Console, group: str, action: str, intent: str, username: str) -> None:
+    if action == "assign":
+        console.assign(group, intent, username)
+    elif action == "todo":
+        console.todo(group, username)
+    elif action == "ignore":
+        console.ignore(group, username)
+    else:
+        raise EditRejected([f"unknown action {action!r}"])
+
+
+async def decide(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    form = await request.post()
+    group, action = request.match_info["id"], request.match_info["action"]
+    intent = str(form.get("intent") or "")
+    try:
+        await asyncio.to_thread(_decide, request.app[CONSOLE], group, action, intent, session.username)
+    except GroupNotFound:
+        raise web.HTTPNotFound(text="no such group", headers=HEADERS) from None
+    except EditRejected as rejected:
+        return await inbox_page(request, errors={group: rejected.problems}, status=400)
+    raise web.HTTPSeeOther(_back(str(form.get("back") or ""), action, intent), headers=HEADERS)
+
+
+def _back(back: str, action: str, intent: str) -> str:
+    """The inbox page the form was on (its filters kept), with what was done; never another site."""
+    url = urlsplit(back)
+    path = url.path if url.path.startswith("/staff/") and not (url.scheme or url.netloc) else "/staff/"
+    query = [(k, v) for k, v in parse_qsl(url.query) if k not in ("done", "intent")]
+    query += [("done", {"assign": "assigned", "todo": "todo", "ignore": "ignored"}[action])]
+    query += [("intent", intent)] if action == "assign" else []
+    return f"{path}?{urlencode(query)}"
+
+
+async def api_inbox(request: web.Request) -> web.Response:
+    return web.json_response([g.as_dict() for g in await _groups(request)], headers=HEADERS)
+
+
+async def api_decide(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    try:
+        body = json.loads(await request.read())
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        return web.json_response({"error": 'expected {"action": "assign"|"todo"|"ignore", "intent"}'}, status=400)
+    try:
+        await asyncio.to_thread(_decide, request.app[CONSOLE], request.match_info["id"], str(body.get("action")),
+                                str(body.get("intent") or ""), session.username)  # fmt: skip
+    except GroupNotFound:
+        return web.json_response({"error": "no such group"}, status=404, headers=HEADERS)
+    except EditRejected as rejected:
+        return web.json_response({"error": "rejected", "problems": rejected.problems}, status=400, headers=HEADERS)
+    group = await asyncio.to_thread(request.app[CONSOLE].inbox.get, request.match_info["id"])
+    return web.json_response(group.as_dict(), headers=HEADERS)
+
+
+async def audit(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    entries = await asyncio.to_thread(request.app[CONSOLE].accounts.audit_log)
+    rows = "".join(
+        f"<tr><td>{E(e.at.isoformat(' ', 'seconds'))}</td><td>{E(e.username)}</td><td>{E(e.action)}</td>"
+        f"<td>{E(e.detail)}</td></tr>"
+        for e in entries
+    )
+    head = "".join(f'<th scope="col">{E(t[k])}</th>' for k in ("when", "who", "actions", "what"))
+    return page(request, t["audit"], f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>", session)
+
+
+async def root_redirect(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther("/staff/", headers=HEADERS)
+
+
+def add_routes(app: web.Application, console: Console) -> None:
+    """The console's routes; the app must have ``guard`` among its middlewares."""
+    app[CONSOLE] = console
+    app.router.add_get("/staff", root_redirect)
+    app.router.add_get("/staff/login", login_form)
+    app.router.add_post("/staff/login", login)
+    app.router.add_post("/staff/logout", logout)
+    app.router.add_get("/staff/", inbox)
+    app.router.add_post("/staff/inbox/{id}/{action:assign|todo|ignore}", decide)
+    app.router.add_get("/staff/audit", audit)
+    app.router.add_get("/staff/api/inbox", api_inbox)
+    app.router.add_post("/staff/api/inbox/{id}", api_decide)

@@ -1,0 +1,57 @@
+"""What staff do, whether in the console (/staff/) or with the `bot` command: one implementation.
+
+    console = Console()                           # DATABASE_URL, data/ of the project
+    console.inbox.groups(language="fr")           # bot inbox list --lang fr
+    console.assign("3fa2c1d0e4", "ask_address", "li")   # bot inbox assign ID INTENT
+    console.todo("3fa2c1d0e4", "li")              # needs a new answer
+    console.ignore("3fa2c1d0e4", "li")            # bot inbox ignore ID
+
+Each change is written to the audit log (who, when, what).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bot.core.paths import DOMAIN_FILE, NLU_DIR
+from bot.core.storage import open_store_engine
+from bot.core.validation import domain_intents
+from bot.staff.accounts import StaffAccounts
+from bot.staff.inbox import Group, Inbox
+from bot.staff.nludata import EditRejected, add_example
+
+
+class Console:
+    """The staff's accounts, inbox and data, on one database and one data folder."""
+
+    def __init__(self, url: str | None = None, nlu_dir: Path = NLU_DIR, domain: Path = DOMAIN_FILE) -> None:
+        engine = open_store_engine(url)
+        self.accounts = StaffAccounts(engine=engine)
+        self.inbox = Inbox(engine=engine)
+        self.nlu_dir, self.domain = nlu_dir, domain
+
+    def intents(self) -> list[str]:
+        return domain_intents(self.domain)
+
+    def assign(self, group_id: str, intent: str, username: str) -> Group:
+        """Adds the group's text as an example of ``intent`` (``EditRejected``: nothing changed)."""
+        group = self.inbox.get(group_id)
+        if intent not in self.intents():
+            raise EditRejected([f"{self.domain}: intent {intent!r} is not in the domain"])
+        path = add_example(group.language, intent, group.text, self.nlu_dir, self.domain)
+        self.inbox.decide(group, "assigned", username, intent)
+        detail = f"{group.id} {group.language} {group.text!r} -> {intent} ({path.name})"
+        self.accounts.audit(username, "inbox.assign", detail)
+        return group
+
+    def todo(self, group_id: str, username: str) -> Group:
+        group = self.inbox.get(group_id)
+        self.inbox.decide(group, "todo", username)
+        self.accounts.audit(username, "inbox.todo", f"{group.id} {group.language} {group.text!r}")
+        return group
+
+    def ignore(self, group_id: str, username: str) -> Group:
+        group = self.inbox.get(group_id)
+        self.inbox.decide(group, "ignored", username)
+        self.accounts.audit(username, "inbox.ignore", f"{group.id} {group.language} {group.text!r}")
+        return group
