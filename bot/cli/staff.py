@@ -13,6 +13,8 @@
     bot inbox assign ID INTENT                  add the question as an example of INTENT (data/nlu/<lang>.yml)
     bot inbox todo ID                           needs a new answer (kept on the to-do list)
     bot inbox ignore ID                         stays ignored when the same text comes again
+    bot publish [--as NAME] [--rasa-url URL]    validate, train, guard, swap into the running bot, record
+    bot rollback [--as NAME] [--rasa-url URL]   the previous model and data back
 
 A purge deletes every request older than DAYS with the whole conversation it
 came from, and every conversation idle for DAYS with its requests, then
@@ -256,9 +258,76 @@ def add_inbox_parser(commands: argparse._SubParsersAction) -> None:
         decide.set_defaults(handler=inbox_decide)
 
 
+def _console(args: argparse.Namespace):
+    from bot.staff.publish import Publisher
+    from bot.staff.service import Console
+
+    console = Console()
+    console.publisher = Publisher(rasa_url=args.rasa_url, engine=console.accounts.engine)
+    return console
+
+
+def publish(args: argparse.Namespace) -> int:
+    import threading
+
+    from bot.staff.publish import Progress, Publisher, PublishError
+
+    publisher, progress = Publisher(rasa_url=args.rasa_url), Progress()
+    who = args.who or _operator()
+    failure: list[PublishError] = []
+
+    def work() -> None:
+        try:
+            publisher.publish(who, progress)
+        except PublishError as error:
+            failure.append(error)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    shown = ""
+    while worker.is_alive():
+        line = f"[{progress.fraction:4.0%}] {progress.step}: {progress.message}"
+        if line != shown:
+            print(line, flush=True)
+            shown = line
+        worker.join(1)
+    if failure:
+        print(f"error: not published: {failure[0]}", file=sys.stderr)
+        return 1
+    record = progress.record or {}
+    print(f"published {record.get('model')} in {record.get('seconds')} s: {record.get('changes')}")
+    if record.get("git_commit"):
+        print(f"git commit {record['git_commit'][:12]} (author {who})")
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    from bot.staff.publish import Publisher, PublishError
+
+    try:
+        record = Publisher(rasa_url=args.rasa_url).rollback(args.who or _operator())
+    except PublishError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"rolled back: {record['changes']} (model {record['model']})")
+    return 0
+
+
+def add_publish_parsers(commands: argparse._SubParsersAction) -> None:
+    for name, handler, text in (
+        ("publish", publish, "validate, train, check the guards and swap the new model into the running bot"),
+        ("rollback", rollback, "put the previous model and data back"),
+    ):
+        parser = commands.add_parser(name, help=text)
+        parser.add_argument("--as", dest="who", metavar="NAME", help="the staff member (the audit log, the git author)")
+        parser.add_argument("--rasa-url", default=None, help="the running Rasa server (default RASA_URL or :5005)")
+        parser.set_defaults(handler=handler)
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
     add_staff_parser(commands)
     add_inbox_parser(commands)
+    add_publish_parsers(commands)
     parser = commands.add_parser("requests", help="visit requests and messages to the office")
     sub = parser.add_subparsers(dest="requests_command", required=True)
     listing = sub.add_parser("list", help="list requests")

@@ -108,12 +108,27 @@ inbox_decisions_table = sa.Table(
     sa.Column("username", sa.String(64), nullable=False),
     sa.Column("decided_at", sa.DateTime, nullable=False),
 )
+publishes_table = sa.Table(
+    "staff_publishes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # baseline | published | failed | rolled_back | rollback
+    sa.Column("model", sa.String(300)),  # the model file, relative to the project
+    sa.Column("data_snapshot", sa.String(300)),  # data/ as published, a .tar.gz relative to the project
+    sa.Column("changes", sa.Text, nullable=False, default=""),  # what changed since the previous publish
+    sa.Column("detail", sa.Text, nullable=False, default=""),  # why it failed, the timings
+    sa.Column("git_commit", sa.String(64)),
+    sa.Column("seconds", sa.Float),
+)
 STAFF_TABLES = (
     staff_users_table,
     staff_sessions_table,
     staff_login_failures_table,
     staff_audit_table,
     inbox_decisions_table,
+    publishes_table,
 )
 
 

@@ -5,6 +5,8 @@
     console.assign("3fa2c1d0e4", "ask_address", "li")   # bot inbox assign ID INTENT
     console.todo("3fa2c1d0e4", "li")              # needs a new answer
     console.ignore("3fa2c1d0e4", "li")            # bot inbox ignore ID
+    console.publish("li", Progress())             # bot publish
+    console.rollback("li")                        # bot rollback
 
 Each change is written to the audit log (who, when, what).
 """
@@ -19,6 +21,7 @@ from bot.core.validation import domain_intents
 from bot.staff.accounts import StaffAccounts
 from bot.staff.inbox import Group, Inbox
 from bot.staff.nludata import EditRejected, add_example
+from bot.staff.publish import Progress, Publisher, PublishError
 
 
 class Console:
@@ -29,6 +32,12 @@ class Console:
         self.accounts = StaffAccounts(engine=engine)
         self.inbox = Inbox(engine=engine)
         self.nlu_dir, self.domain = nlu_dir, domain
+        self.publisher = Publisher(engine=engine)
+
+    def before_edit(self) -> None:
+        """Before the first edit of the project's data: the baseline that a rollback can return to."""
+        if self.nlu_dir == NLU_DIR:
+            self.publisher.baseline()
 
     def intents(self) -> list[str]:
         return domain_intents(self.domain)
@@ -38,6 +47,7 @@ class Console:
         group = self.inbox.get(group_id)
         if intent not in self.intents():
             raise EditRejected([f"{self.domain}: intent {intent!r} is not in the domain"])
+        self.before_edit()
         path = add_example(group.language, intent, group.text, self.nlu_dir, self.domain)
         self.inbox.decide(group, "assigned", username, intent)
         detail = f"{group.id} {group.language} {group.text!r} -> {intent} ({path.name})"
@@ -55,3 +65,19 @@ class Console:
         self.inbox.decide(group, "ignored", username)
         self.accounts.audit(username, "inbox.ignore", f"{group.id} {group.language} {group.text!r}")
         return group
+
+    def publish(self, username: str, progress: Progress) -> dict:
+        """Publishes data/ (``bot.staff.publish``); the audit log says who and what."""
+        self.accounts.audit(username, "publish.start", "")
+        try:
+            record = self.publisher.publish(username, progress)
+        except PublishError as error:
+            self.accounts.audit(username, "publish.failed", str(error)[:500])
+            raise
+        self.accounts.audit(username, "publish", f"{record['model']}: {record['changes']}")
+        return record
+
+    def rollback(self, username: str) -> dict:
+        record = self.publisher.rollback(username)
+        self.accounts.audit(username, "rollback", f"{record['model']}: {record['changes']}")
+        return record

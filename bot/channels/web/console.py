@@ -8,6 +8,9 @@
     POST /staff/inbox/{id}/todo       needs a new answer (the to-do list: ?status=todo)
     POST /staff/inbox/{id}/ignore     ignored, also when the same text comes again
     GET  /staff/audit                 the audit log (who, when, what)
+    GET  /staff/publish               publish: progress, the publishes made, roll back
+    POST /staff/publish               validate, train, guard, swap (in the background)
+    POST /staff/rollback              the previous model and data back
     GET  /staff/api/inbox             the inbox as JSON (same filters)
     POST /staff/api/inbox/{id}        {"action": "assign"|"todo"|"ignore", "intent"} with X-CSRF-Token
 
@@ -28,8 +31,10 @@ import datetime as dt
 import hmac
 import html
 import json
+import logging
 import os
 import secrets
+import threading
 from collections.abc import Awaitable, Callable
 from urllib.parse import parse_qsl, urlencode, urlsplit
 
@@ -40,6 +45,7 @@ from bot.core.ratelimit import client_ip, trusted_proxies
 from bot.staff.accounts import LoginRefused, Session
 from bot.staff.inbox import STATUSES, GroupNotFound
 from bot.staff.nludata import EditRejected
+from bot.staff.publish import Progress, PublishError
 from bot.staff.service import Console
 
 COOKIE = "staff_session"
@@ -47,6 +53,7 @@ LOGIN_COOKIE = "staff_login"
 UI_COOKIE = "staff_ui"
 CSRF_HEADER = "X-CSRF-Token"
 CONSOLE = web.AppKey("console", Console)
+logger = logging.getLogger(__name__)
 SESSION = "staff_session"
 CSP = (
     "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action 'self'; "
@@ -73,6 +80,12 @@ UI = {
         "status": "Status", "none": "Nothing here.", "assigned": "Added to {intent}: publish to make it live.",
         "todo_done": "Put on the to-do list.", "ignored": "Ignored.", "who": "Who", "when": "When",
         "what": "What", "signed_in": "Signed in as {name}", "other_ui": "中文", "other_code": "zh",
+        "publish": "Publish", "publish_button": "Publish now", "rollback": "Roll back to the previous publish",
+        "publishing": "Publishing…", "published": "Published.", "publish_failed": "Not published:",
+        "busy": "A publish is already running.", "rolled_back": "Rolled back.", "history": "Publishes",
+        "model": "Model", "changes": "What changed", "step": "Step", "seconds": "Seconds",
+        "publish_help": "Checks the data, trains a new model in the background, checks it on the held-out "
+                        "questions of every language, then puts it into the running bot without a restart.",
         "reasons": {"fallback": "fallback", "out_of_scope": "out of scope", "low_confidence": "low confidence"},
         "statuses": {"open": "open", "assigned": "assigned", "todo": "to do", "ignored": "ignored", "all": "all"},
     },
@@ -89,6 +102,12 @@ UI = {
         "status": "状态", "none": "暂无内容。", "assigned": "已添加到 {intent}：发布后生效。",
         "todo_done": "已加入待办。", "ignored": "已忽略。", "who": "操作人", "when": "时间",
         "what": "内容", "signed_in": "当前用户：{name}", "other_ui": "English", "other_code": "en",
+        "publish": "发布", "publish_button": "立即发布", "rollback": "回滚到上一次发布",
+        "publishing": "正在发布…", "published": "已发布。", "publish_failed": "未发布：",
+        "busy": "已有一次发布正在进行。", "rolled_back": "已回滚。", "history": "发布记录",
+        "model": "模型", "changes": "改动", "step": "步骤", "seconds": "秒",
+        "publish_help": "检查数据，在后台训练新模型，用各语言的保留测试问题检验，"
+                        "然后在不重启的情况下替换正在运行的机器人的模型。",
         "reasons": {"fallback": "未理解", "out_of_scope": "超出范围", "low_confidence": "置信度低"},
         "statuses": {"open": "待处理", "assigned": "已分配", "todo": "待办", "ignored": "已忽略", "all": "全部"},
     },
@@ -145,14 +164,16 @@ async def guard(request: web.Request, handler: Callable[[web.Request], Awaitable
 # --- the pages -----------------------------------------------------------------------
 
 
-def page(request: web.Request, title: str, body: str, session: Session | None = None, status: int = 200):
+def page(request: web.Request, title: str, body: str, session: Session | None = None, status: int = 200,
+         head: str = ""):  # fmt: skip
     ui = ui_language(request)
     t = UI[ui]
     other = t["other_code"]
     query = urlencode({**request.query, "ui": other})
     nav = ""
     if session is not None:
-        links = [("/staff/", t["inbox"]), ("/staff/?status=todo", t["todo"]), ("/staff/audit", t["audit"])]
+        links = [("/staff/", t["inbox"]), ("/staff/?status=todo", t["todo"]), ("/staff/publish", t["publish"]),
+                 ("/staff/audit", t["audit"])]  # fmt: skip
         items = "".join(f'<li><a href="{E(href)}">{E(label)}</a></li>' for href, label in links)
         nav = (
             f'<nav aria-label="{E(t["title"])}"><ul>{items}</ul>'
@@ -164,7 +185,7 @@ def page(request: web.Request, title: str, body: str, session: Session | None = 
 <html lang="{"zh-Hans" if ui == "zh" else "en"}">
 <head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{E(title)} · {E(t["title"])}</title><link rel="stylesheet" href="/staff.css">
-<link rel="icon" href="/favicon.svg" type="image/svg+xml"></head>
+<link rel="icon" href="/favicon.svg" type="image/svg+xml">{head}</head>
 <body><header><h1>{E(t["title"])}</h1><a class="ui" href="?{E(query)}" lang="{"en" if other == "en" else "zh-Hans"}">{
         E(t["other_ui"])
     }</a>{nav}</header>
@@ -405,6 +426,116 @@ async def audit(request: web.Request) -> web.Response:
     return page(request, t["audit"], f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>", session)
 
 
+class PublishJob:
+    """The publish running in this process's background (one at a time)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.progress: Progress | None = None
+        self.thread: threading.Thread | None = None
+
+    def running(self) -> bool:
+        return self.thread is not None and self.thread.is_alive()
+
+    def start(self, console: Console, username: str) -> bool:
+        with self.lock:
+            if self.running():
+                return False
+            self.progress = progress = Progress()
+
+            def work() -> None:
+                try:
+                    console.publish(username, progress)
+                except PublishError:
+                    pass  # the progress says why
+                except Exception as error:  # the console shows it; the server keeps serving
+                    logger.exception("publish failed")
+                    progress.failed, progress.done, progress.message = True, True, f"{type(error).__name__}: {error}"
+
+            self.thread = threading.Thread(target=work, name="publish", daemon=True)
+            self.thread.start()
+            return True
+
+
+JOB = web.AppKey("publish_job", PublishJob)
+
+
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.0f}"
+
+
+async def publish_page(request: web.Request, notice: str = "", status: int = 200) -> web.Response:
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    job: PublishJob = request.app[JOB]
+    progress = job.progress
+    head, parts = "", [f"<p>{E(t['publish_help'])}</p>"]
+    if notice:
+        parts.append(f'<p class="notice" role="status">{E(notice)}</p>')
+    if progress is not None:
+        if job.running():
+            head = '<meta http-equiv="refresh" content="2">'
+            parts.append(
+                f'<section class="progress" aria-live="polite"><h3>{E(t["publishing"])}</h3>'
+                f'<progress max="100" value="{progress.fraction * 100:.0f}">{progress.fraction:.0%}</progress> '
+                f'<span class="percent">{progress.fraction:.0%}</span>'
+                f'<p>{E(t["step"])}: <strong class="step">{E(progress.step)}</strong> · {E(progress.message)}</p>'
+                f"<pre>{E(chr(10).join(progress.log[-8:]))}</pre></section>"
+            )
+        elif progress.failed:
+            parts.append(f'<div class="error" role="alert" id="publish-result">{E(t["publish_failed"])}'
+                         f"<pre>{E(progress.message)}</pre></div>")  # fmt: skip
+        else:
+            parts.append(f'<p class="notice" role="status" id="publish-result">{E(t["published"])} '
+                         f"{E(progress.message)}</p>")  # fmt: skip
+    csrf = E(session.csrf)
+    disabled = " disabled" if job.running() else ""
+    parts.append(
+        f'<form method="post" action="/staff/publish"><input type="hidden" name="csrf" value="{csrf}">'
+        f'<button type="submit" class="primary"{disabled}>{E(t["publish_button"])}</button></form>'
+        f'<form method="post" action="/staff/rollback"><input type="hidden" name="csrf" value="{csrf}">'
+        f'<button type="submit"{disabled}>{E(t["rollback"])}</button></form>'
+    )
+    history = await asyncio.to_thread(request.app[CONSOLE].publisher.history)
+    rows = "".join(
+        f"<tr><td>{E(r['at'].isoformat(' ', 'seconds'))}</td><td>{E(r['username'])}</td><td>{E(r['status'])}</td>"
+        f"<td>{E(r['model'] or '')}</td><td><pre>{E(r['changes'] or r['detail'] or '')}</pre></td>"
+        f"<td>{_seconds(r['seconds'])}</td></tr>"
+        for r in history
+    )
+    head_row = "".join(
+        f'<th scope="col">{E(t[k])}</th>' for k in ("when", "who", "status", "model", "changes", "seconds")
+    )
+    parts.append(f'<h3>{E(t["history"])}</h3><table class="publishes"><thead><tr>{head_row}</tr></thead>'
+                 f"<tbody>{rows}</tbody></table>")  # fmt: skip
+    return page(request, t["publish"], "".join(parts), session, status=status, head=head)
+
+
+async def publish_view(request: web.Request) -> web.Response:
+    t = UI[ui_language(request)]
+    notice = {"rolled_back": t["rolled_back"]}.get(request.query.get("done", ""), "")
+    return await publish_page(request, notice)
+
+
+async def publish_start(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    if not request.app[JOB].start(request.app[CONSOLE], session.username):
+        return await publish_page(request, UI[ui_language(request)]["busy"], status=409)
+    raise web.HTTPSeeOther("/staff/publish", headers=HEADERS)
+
+
+async def rollback(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    if request.app[JOB].running():
+        return await publish_page(request, t["busy"], status=409)
+    try:
+        await asyncio.to_thread(request.app[CONSOLE].rollback, session.username)
+    except PublishError as error:
+        return await publish_page(request, f"{t['publish_failed']} {error}", status=400)
+    raise web.HTTPSeeOther("/staff/publish?done=rolled_back", headers=HEADERS)
+
+
 async def root_redirect(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther("/staff/", headers=HEADERS)
 
@@ -412,6 +543,7 @@ async def root_redirect(request: web.Request) -> web.Response:
 def add_routes(app: web.Application, console: Console) -> None:
     """The console's routes; the app must have ``guard`` among its middlewares."""
     app[CONSOLE] = console
+    app[JOB] = PublishJob()
     app.router.add_get("/staff", root_redirect)
     app.router.add_get("/staff/login", login_form)
     app.router.add_post("/staff/login", login)
@@ -419,5 +551,8 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get("/staff/", inbox)
     app.router.add_post("/staff/inbox/{id}/{action:assign|todo|ignore}", decide)
     app.router.add_get("/staff/audit", audit)
+    app.router.add_get("/staff/publish", publish_view)
+    app.router.add_post("/staff/publish", publish_start)
+    app.router.add_post("/staff/rollback", rollback)
     app.router.add_get("/staff/api/inbox", api_inbox)
     app.router.add_post("/staff/api/inbox/{id}", api_decide)
