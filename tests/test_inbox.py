@@ -217,3 +217,52 @@ async def test_the_console_shows_the_inbox_and_teaches_in_one_click(servers: Ser
         ).items()
     finally:
         await client.close()
+
+
+# --- answers: data/texts ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def texts_dir(tmp_path: Path) -> Path:
+    copy = tmp_path / "texts"
+    shutil.copytree(ROOT / "data" / "texts", copy)
+    return copy
+
+
+def test_an_answer_is_replaced_in_the_files_own_style(texts_dir):
+    from bot.core.texts import load_texts
+    from bot.staff.textdata import set_texts
+
+    french = "Bonne question ! Les étudiants du monde entier sont les bienvenus à NJUPT pour y préparer des diplômes de niveau {degrees}."
+    chinese = "欢迎世界各地的学生来南邮攻读{degrees}学位。"
+    changed = set_texts("ask_degrees", {"fr": french, "zh-Hans": chinese}, texts_dir)
+    assert sorted(p.name for p in changed) == ["fr.yml", "zh-Hans.yml"]
+    fr = (texts_dir / "fr.yml").read_text(encoding="utf-8")
+    assert "ask_degrees: >-\n  Bonne question ! Les étudiants du monde entier sont les bienvenus à NJUPT pour\n" in fr
+    assert f'ask_degrees: "{chinese}"\n' in (texts_dir / "zh-Hans.yml").read_text(encoding="utf-8")
+    loaded = load_texts(texts_dir)
+    assert loaded.by_language["fr"]["ask_degrees"] == french
+    assert loaded.by_language["zh-Hant"]["ask_degrees"] == "歡迎世界各地的學生來南郵攻讀{degrees}學位。"  # converted
+    assert loaded.problems() == []
+    # every other line of the French file is as it was
+    before = (ROOT / "data" / "texts" / "fr.yml").read_text(encoding="utf-8").splitlines()
+    assert [line for line in fr.splitlines() if line not in before][0].startswith("  Bonne question !")
+
+
+@pytest.mark.parametrize(
+    ("values", "problem"),
+    [
+        ({"fr": "Nous accueillons des étudiants pour des diplômes."}, "the placeholders must be ['degrees']"),
+        ({"fr": "Diplômes : {degrees} et {fees}."}, "the placeholders must be ['degrees']"),
+        ({"fr": "   "}, "fr: the text is empty"),
+        ({"xx": "{degrees}"}, "unknown language 'xx'"),
+    ],
+)
+def test_an_invalid_answer_changes_no_file(texts_dir, values, problem):
+    from bot.staff.textdata import set_texts
+
+    before = snapshot(texts_dir)
+    with pytest.raises(EditRejected) as rejected:
+        set_texts("ask_degrees", values, texts_dir)
+    assert any(problem in p for p in rejected.value.problems), rejected.value.problems
+    assert snapshot(texts_dir) == before
