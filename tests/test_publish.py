@@ -191,19 +191,25 @@ def test_2_staff_teach_and_publish_in_the_console_and_the_web_chat_answers_witho
     assert project.process.poll() is None  # nothing restarted
 
 
-def test_3_an_edited_answer_is_live_without_a_restart(project: Project):
+def test_3_an_answer_edited_in_the_console_is_live_without_a_restart(project: Project):
     texts = project.root / "data" / "texts" / "fr.yml"
     before = texts.read_text(encoding="utf-8")
-    edited = re.sub(r"(ask_degrees: >-\n  )", r"\1Bonne question ! ", before, count=1)
-    assert edited != before
-    texts.write_text(edited, encoding="utf-8")
-    try:
-        deadline = time.monotonic() + 30
-        while not (reply := project.ask(WEB_QUESTION, f"edit-{time.monotonic()}")).startswith("Bonne question !"):
-            assert time.monotonic() < deadline, reply
-            time.sleep(0.5)
-    finally:
-        texts.write_text(before, encoding="utf-8")
+    new = "Bonne question ! Les étudiants du monde entier peuvent préparer à NJUPT des diplômes de niveau {degrees}."
+    with httpx.Client(base_url=project.web_url, follow_redirects=True, timeout=60) as staff:
+        form = staff.get("/staff/login").text
+        token = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
+        staff.post("/staff/login", data={"csrf": token, "name": "li.wei", "password": PASSWORD}).raise_for_status()
+        page = staff.get("/staff/answers").text
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+        saved = staff.post("/staff/answers/ask_degrees", data={"csrf": csrf, "fr": new})
+        assert saved.status_code == 200 and "Saved: ask_degrees" in saved.text
+    assert texts.read_text(encoding="utf-8") != before
+    expected = new.replace("{degrees}", say(WEB_INTENT, "fr").split("niveau ", 1)[1].rstrip("."))
+    deadline = time.monotonic() + 30
+    while (reply := project.ask(WEB_QUESTION, f"edit-{time.monotonic()}")) != expected:
+        assert time.monotonic() < deadline, (reply, expected)
+        time.sleep(0.5)
+    assert project.process.poll() is None
 
 
 def test_4_a_rollback_puts_the_previous_model_and_data_back(project: Project):

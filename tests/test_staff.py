@@ -81,8 +81,15 @@ def test_the_requests_command_still_works_beside_staff(database):
 
 
 @pytest.fixture
-async def client(database, nlu_dir):
-    console = Console(database, nlu_dir=nlu_dir, domain=DOMAIN_FILE)
+def texts_dir(tmp_path: Path) -> Path:
+    copy = tmp_path / "texts"
+    shutil.copytree(ROOT / "data" / "texts", copy)
+    return copy
+
+
+@pytest.fixture
+async def client(database, nlu_dir, texts_dir):
+    console = Console(database, nlu_dir=nlu_dir, domain=DOMAIN_FILE, texts_dir=texts_dir)
     console.accounts.add_user("li", PASSWORD)
     console.accounts.add_user("anna", PASSWORD)
     app = make_app("http://127.0.0.1:9", "token", RateLimits(per_ip=0, per_sender=0, max_in_flight=10), console)
@@ -202,3 +209,30 @@ async def test_the_console_speaks_chinese(client):
     assert '<html lang="zh-Hans">' in text and "未回答的问题" in text and "退出登录" in text
     # the choice is kept for the next pages
     assert "<h2>操作记录</h2>" in await (await client.get("/staff/audit")).text()
+
+
+async def test_answers_are_edited_side_by_side_and_errors_shown_next_to_the_field(client, texts_dir):
+    await login(client)
+    page = await (await client.get("/staff/answers")).text()
+    section = page.split('id="answer-ask_degrees"')[1].split("</section>")[0]
+    for code in ("en", "zh-Hans", "zh-Hant", "ru", "fr"):
+        assert f'name="{code}" lang="{code}"' in section
+    assert "Placeholders: {degrees}" in section and "Examples (" in section
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    before = {p.name: p.read_bytes() for p in texts_dir.iterdir()}
+    wrong = await client.post(
+        "/staff/answers/ask_degrees", data={"csrf": csrf, "fr": "Nous accueillons tout le monde."}
+    )
+    assert wrong.status == 400
+    field = (await wrong.text()).split('id="a-ask_degrees-fr"')[1].split("</div>")[0]
+    assert "the placeholders must be [&#x27;degrees&#x27;]" in field
+    assert {p.name: p.read_bytes() for p in texts_dir.iterdir()} == before
+    new = "Bienvenue ! Vous pouvez préparer à NJUPT des diplômes de niveau {degrees}."
+    saved = await client.post("/staff/answers/ask_degrees", data={"csrf": csrf, "fr": new})
+    assert saved.status == 200 and "Saved: ask_degrees" in await saved.text()
+    assert "Bienvenue ! Vous pouvez préparer à NJUPT des diplômes de niveau {degrees}." in (
+        texts_dir / "fr.yml"
+    ).read_text(encoding="utf-8")
+    assert "answer.edit" in await (await client.get("/staff/audit")).text()
+    forged = await client.post("/staff/answers/ask_degrees", data={"csrf": "forged", "fr": new})
+    assert forged.status == 403

@@ -15,28 +15,32 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bot.core.paths import DOMAIN_FILE, NLU_DIR
+from bot.core.languages import registry
+from bot.core.paths import DOMAIN_FILE, NLU_DIR, TEXTS_DIR
 from bot.core.storage import open_store_engine
-from bot.core.validation import domain_intents
+from bot.core.texts import load_texts
+from bot.core.validation import domain_intents, read_examples
 from bot.staff.accounts import StaffAccounts
 from bot.staff.inbox import Group, Inbox
 from bot.staff.nludata import EditRejected, add_example
 from bot.staff.publish import Progress, Publisher, PublishError
+from bot.staff.textdata import set_texts
 
 
 class Console:
     """The staff's accounts, inbox and data, on one database and one data folder."""
 
-    def __init__(self, url: str | None = None, nlu_dir: Path = NLU_DIR, domain: Path = DOMAIN_FILE) -> None:
+    def __init__(self, url: str | None = None, nlu_dir: Path = NLU_DIR, domain: Path = DOMAIN_FILE,
+                 texts_dir: Path = TEXTS_DIR) -> None:  # fmt: skip
         engine = open_store_engine(url)
         self.accounts = StaffAccounts(engine=engine)
         self.inbox = Inbox(engine=engine)
-        self.nlu_dir, self.domain = nlu_dir, domain
+        self.nlu_dir, self.domain, self.texts_dir = nlu_dir, domain, texts_dir
         self.publisher = Publisher(engine=engine)
 
     def before_edit(self) -> None:
         """Before the first edit of the project's data: the baseline that a rollback can return to."""
-        if self.nlu_dir == NLU_DIR:
+        if self.nlu_dir == NLU_DIR and self.texts_dir == TEXTS_DIR:
             self.publisher.baseline()
 
     def intents(self) -> list[str]:
@@ -53,6 +57,27 @@ class Console:
         detail = f"{group.id} {group.language} {group.text!r} -> {intent} ({path.name})"
         self.accounts.audit(username, "inbox.assign", detail)
         return group
+
+    def answers(self) -> list[tuple[str, dict[str, str], dict[str, list[str]]]]:
+        """(intent, its answer in every language, its examples per language) for each intent with an answer."""
+        texts = load_texts(self.texts_dir)
+        reg = registry()
+        examples = {code: read_examples(self.nlu_dir / f"{code}.yml") for code in reg.codes
+                    if (self.nlu_dir / f"{code}.yml").exists()}  # fmt: skip
+        found = []
+        for intent in self.intents():
+            if intent in texts.by_language[reg.default]:
+                found.append((intent, {code: texts.by_language[code].get(intent, "") for code in reg.codes},
+                              {code: by_intent.get(intent, []) for code, by_intent in examples.items()}))  # fmt: skip
+        return found
+
+    def set_answer(self, intent: str, values: dict[str, str], username: str) -> list[Path]:
+        """Sets the answer of ``intent`` in the languages of ``values`` (``EditRejected``: nothing changed)."""
+        self.before_edit()
+        changed = set_texts(intent, values, self.texts_dir)
+        if changed:
+            self.accounts.audit(username, "answer.edit", f"{intent}: {', '.join(p.name for p in changed)}")
+        return changed
 
     def todo(self, group_id: str, username: str) -> Group:
         group = self.inbox.get(group_id)

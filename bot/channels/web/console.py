@@ -7,6 +7,8 @@
     POST /staff/inbox/{id}/assign     intent -> the question becomes an example of it (data/nlu/<lang>.yml)
     POST /staff/inbox/{id}/todo       needs a new answer (the to-do list: ?status=todo)
     POST /staff/inbox/{id}/ignore     ignored, also when the same text comes again
+    GET  /staff/answers               each intent's answer in every language, its placeholders and examples
+    POST /staff/answers/{intent}      new texts (a field per language), checked; errors next to the field
     GET  /staff/audit                 the audit log (who, when, what)
     GET  /staff/publish               publish: progress, the publishes made, roll back
     POST /staff/publish               validate, train, guard, swap (in the background)
@@ -42,6 +44,7 @@ from aiohttp import web
 
 from bot.core.languages import registry
 from bot.core.ratelimit import client_ip, trusted_proxies
+from bot.core.texts import placeholders_of
 from bot.staff.accounts import LoginRefused, Session
 from bot.staff.inbox import STATUSES, GroupNotFound
 from bot.staff.nludata import EditRejected
@@ -80,6 +83,8 @@ UI = {
         "status": "Status", "none": "Nothing here.", "assigned": "Added to {intent}: publish to make it live.",
         "todo_done": "Put on the to-do list.", "ignored": "Ignored.", "who": "Who", "when": "When",
         "what": "What", "signed_in": "Signed in as {name}", "other_ui": "中文", "other_code": "zh",
+        "answers": "Answers", "save": "Save", "saved": "Saved: {intent} (live in a moment).",
+        "placeholders": "Placeholders", "examples": "Examples ({count})", "intent": "Intent",
         "publish": "Publish", "publish_button": "Publish now", "rollback": "Roll back to the previous publish",
         "publishing": "Publishing…", "published": "Published.", "publish_failed": "Not published:",
         "busy": "A publish is already running.", "rolled_back": "Rolled back.", "history": "Publishes",
@@ -102,6 +107,8 @@ UI = {
         "status": "状态", "none": "暂无内容。", "assigned": "已添加到 {intent}：发布后生效。",
         "todo_done": "已加入待办。", "ignored": "已忽略。", "who": "操作人", "when": "时间",
         "what": "内容", "signed_in": "当前用户：{name}", "other_ui": "English", "other_code": "en",
+        "answers": "回答", "save": "保存", "saved": "已保存：{intent}（稍后生效）。",
+        "placeholders": "占位符", "examples": "例句（{count}）", "intent": "意图",
         "publish": "发布", "publish_button": "立即发布", "rollback": "回滚到上一次发布",
         "publishing": "正在发布…", "published": "已发布。", "publish_failed": "未发布：",
         "busy": "已有一次发布正在进行。", "rolled_back": "已回滚。", "history": "发布记录",
@@ -172,8 +179,8 @@ def page(request: web.Request, title: str, body: str, session: Session | None = 
     query = urlencode({**request.query, "ui": other})
     nav = ""
     if session is not None:
-        links = [("/staff/", t["inbox"]), ("/staff/?status=todo", t["todo"]), ("/staff/publish", t["publish"]),
-                 ("/staff/audit", t["audit"])]  # fmt: skip
+        links = [("/staff/", t["inbox"]), ("/staff/?status=todo", t["todo"]), ("/staff/answers", t["answers"]),
+                 ("/staff/publish", t["publish"]), ("/staff/audit", t["audit"])]  # fmt: skip
         items = "".join(f'<li><a href="{E(href)}">{E(label)}</a></li>' for href, label in links)
         nav = (
             f'<nav aria-label="{E(t["title"])}"><ul>{items}</ul>'
@@ -426,6 +433,80 @@ async def audit(request: web.Request) -> web.Response:
     return page(request, t["audit"], f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>", session)
 
 
+def _mentions(problem: str, code: str) -> bool:
+    return problem.startswith(f"{code}:") or f"/{code}.yml" in problem or f" {code}: " in problem
+
+
+def _problems_by_language(problems: list[str], languages: list[str]) -> dict[str, list[str]]:
+    """Each problem under the language it concerns (its file or its prefix), else under ""."""
+    found: dict[str, list[str]] = {}
+    for problem in problems:
+        language = next((c for c in sorted(languages, key=len, reverse=True) if _mentions(problem, c)), "")
+        found.setdefault(language, []).append(problem)
+    return found
+
+
+async def answers_page(
+    request: web.Request,
+    notice: str = "",
+    errors: dict[str, list[str]] | None = None,
+    edited: tuple[str, dict[str, str]] | None = None,
+    status: int = 200,
+) -> web.Response:
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    console: Console = request.app[CONSOLE]
+    codes = registry().codes
+    csrf = E(session.csrf)
+    parts = [f'<p class="notice" role="status">{E(notice)}</p>'] if notice else []
+    for intent, texts_by_language, examples in await asyncio.to_thread(console.answers):
+        values = edited[1] if edited and edited[0] == intent else texts_by_language
+        problems = errors if edited and edited[0] == intent else {}
+        placeholders = sorted(placeholders_of(texts_by_language[registry().default]))
+        fields = []
+        for code in codes:
+            field_id = f"a-{intent}-{code}"
+            error = "".join(f'<p class="error" role="alert">{E(p)}</p>' for p in (problems or {}).get(code, []))
+            listed = "".join(f"<li>{E(e)}</li>" for e in examples.get(code, []))
+            fields.append(
+                f'<div class="field"><label for="{E(field_id)}">{E(code)}</label>'
+                f'<textarea id="{E(field_id)}" name="{E(code)}" lang="{E(code)}" rows="5">{E(values.get(code, ""))}'
+                f"</textarea>{error}<details><summary>{E(t['examples'].format(count=len(examples.get(code, []))))}"
+                f'</summary><ul lang="{E(code)}">{listed}</ul></details></div>'
+            )
+        general = "".join(f'<p class="error" role="alert">{E(p)}</p>' for p in (problems or {}).get("", []))
+        parts.append(
+            f'<section class="answer" id="answer-{E(intent)}"><h3>{E(intent)}</h3>'
+            f"<p>{E(t['placeholders'])}: {E(' '.join('{' + p + '}' for p in placeholders) or '—')}</p>{general}"
+            f'<form method="post" action="/staff/answers/{E(intent)}"><input type="hidden" name="csrf" value="{csrf}">'
+            f'<div class="languages">{"".join(fields)}</div><button type="submit">{E(t["save"])}</button>'
+            "</form></section>"
+        )
+    return page(request, t["answers"], "".join(parts), session, status=status)
+
+
+async def answers_view(request: web.Request) -> web.Response:
+    saved = request.query.get("saved", "")
+    notice = UI[ui_language(request)]["saved"].format(intent=saved) if saved else ""
+    return await answers_page(request, notice)
+
+
+async def answer_save(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    console: Console = request.app[CONSOLE]
+    intent = request.match_info["intent"]
+    if intent not in console.intents():
+        raise web.HTTPNotFound(text="no such intent", headers=HEADERS)
+    form = await request.post()
+    values = {code: str(form[code]) for code in registry().codes if code in form}
+    try:
+        await asyncio.to_thread(console.set_answer, intent, values, session.username)
+    except EditRejected as rejected:
+        errors = _problems_by_language(rejected.problems, registry().codes)
+        return await answers_page(request, errors=errors, edited=(intent, values), status=400)
+    raise web.HTTPSeeOther(f"/staff/answers?{urlencode({'saved': intent})}#answer-{intent}", headers=HEADERS)
+
+
 class PublishJob:
     """The publish running in this process's background (one at a time)."""
 
@@ -551,6 +632,8 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get("/staff/", inbox)
     app.router.add_post("/staff/inbox/{id}/{action:assign|todo|ignore}", decide)
     app.router.add_get("/staff/audit", audit)
+    app.router.add_get("/staff/answers", answers_view)
+    app.router.add_post("/staff/answers/{intent}", answer_save)
     app.router.add_get("/staff/publish", publish_view)
     app.router.add_post("/staff/publish", publish_start)
     app.router.add_post("/staff/rollback", rollback)
