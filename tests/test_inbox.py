@@ -266,3 +266,65 @@ def test_an_invalid_answer_changes_no_file(texts_dir, values, problem):
         set_texts("ask_degrees", values, texts_dir)
     assert any(problem in p for p in rejected.value.problems), rejected.value.problems
     assert snapshot(texts_dir) == before
+
+
+@pytest.mark.e2e
+async def test_the_usage_and_requests_pages_show_the_figures_and_the_requests(servers: Servers, nlu_dir: Path):
+    import csv
+    import datetime as dt
+    import io
+
+    import aiohttp
+    from aiohttp.test_utils import TestClient, TestServer
+
+    from bot.channels.web.server import make_app
+    from bot.core.ratelimit import RateLimits
+    from bot.core.storage import OfficeRequest, RequestStore
+    from bot.staff.service import Console
+
+    from .test_staff import PASSWORD, login
+
+    database = servers.env["DATABASE_URL"]
+    chat = Chat(servers, f"usage-{os.urandom(6).hex()}")
+    chat.ask("Where is the international office?")
+    chat.ask(FALLBACK_FR)
+    ref = RequestStore(database).save(OfficeRequest(kind="question", email="ada@example.org",
+                                                    details="=HYPERLINK(\"x\") fees?", language="en")).ref  # fmt: skip
+    console = Console(database, nlu_dir=nlu_dir, domain=DOMAIN_FILE)
+    name = f"staff{os.urandom(3).hex()}"
+    console.accounts.add_user(name, PASSWORD)
+    app = make_app(servers.rasa_url, None, RateLimits(per_ip=0, per_sender=0, max_in_flight=10), console)
+    client = TestClient(TestServer(app), cookie_jar=aiohttp.CookieJar(unsafe=True))
+    await client.start_server()
+    try:
+        assert (await client.get("/staff/usage", allow_redirects=False)).status == 303
+        assert (await client.get("/staff/usage.csv?figure=top_intents", allow_redirects=False)).status == 303
+        await login(client, name)
+        page = await (await client.get("/staff/usage")).text()
+        for figure in ("per_day_language", "per_day_channel", "per_day_outcome", "top_intents", "top_unanswered"):
+            assert f'id="{figure}"' in page and f"/staff/usage.csv?figure={figure}" in page
+        assert page.count("<svg") == 5 and ">ask_address<" in page
+        today = dt.datetime.now(dt.timezone.utc).date().isoformat()
+        reply = await client.get("/staff/usage.csv?figure=per_day_outcome")
+        assert reply.headers["Content-Type"].startswith("text/csv")
+        table = list(csv.DictReader(io.StringIO(await reply.text())))
+        row = next(r for r in table if r["day"] == today)
+        assert int(row["answered"]) >= 1 and int(row["fallback"]) >= 1
+        languages = list(
+            csv.DictReader(io.StringIO(await (await client.get("/staff/usage.csv?figure=per_day_language")).text()))
+        )
+        assert int(next(r for r in languages if r["day"] == today)["fr"]) >= 1
+        unanswered = await (await client.get("/staff/usage.csv?figure=top_unanswered")).text()
+        assert FALLBACK_FR in unanswered
+
+        requests = await (await client.get("/staff/requests")).text()
+        assert f'data-ref="{ref}"' in requests and "ada@example.org" in requests
+        csrf = re.search(r'name="csrf" value="([^"]+)"', requests).group(1)
+        closed = await client.post(f"/staff/requests/{ref}/close", data={"csrf": csrf, "note": "Answered by mail"})
+        assert closed.status == 200 and f"Closed: {ref}." in await closed.text()
+        stored = RequestStore(database).get(ref)
+        assert (stored.status, stored.note) == ("closed", "Answered by mail")
+        forged = await client.post(f"/staff/requests/{ref}/close", data={"csrf": "x"})
+        assert forged.status == 403
+    finally:
+        await client.close()

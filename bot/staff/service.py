@@ -33,6 +33,7 @@ class Console:
     def __init__(self, url: str | None = None, nlu_dir: Path = NLU_DIR, domain: Path = DOMAIN_FILE,
                  texts_dir: Path = TEXTS_DIR) -> None:  # fmt: skip
         engine = open_store_engine(url)
+        self.url = url
         self.accounts = StaffAccounts(engine=engine)
         self.inbox = Inbox(engine=engine)
         self.nlu_dir, self.domain, self.texts_dir = nlu_dir, domain, texts_dir

@@ -1,10 +1,12 @@
-"""The README's screenshot of the staff console's inbox: docs/staff-inbox.png.
+"""The README's screenshots of the staff console: the inbox and the usage page.
 
     python -m bot.tools.staff_screenshot [--out docs/staff-inbox.png]   (or `make staff-screenshot`)
+    (the usage page goes next to it: docs/staff-usage.png)
 
 Starts its own servers on free ports with an empty database, asks the bot a few
 questions it cannot answer (in four languages, some twice, over REST and the web
-chat), makes a staff account, logs in in Debian's Chromium and takes the inbox.
+chat), makes a staff account, logs in in Debian's Chromium and takes the inbox and
+the usage page.
 """
 
 from __future__ import annotations
@@ -63,6 +65,9 @@ def take(servers: Servers, out: Path, database: str) -> None:
             expect(page.locator("table.inbox tbody tr").first).to_be_visible()
             out.parent.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(out), full_page=True)
+            page.get_by_role("link", name="Usage").click()
+            expect(page.locator("svg.chart").first).to_be_visible()
+            page.screenshot(path=str(out.with_name("staff-usage.png")), full_page=True)
         finally:
             browser.close()
 

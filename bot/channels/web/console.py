@@ -9,6 +9,11 @@
     POST /staff/inbox/{id}/ignore     ignored, also when the same text comes again
     GET  /staff/answers               each intent's answer in every language, its placeholders and examples
     POST /staff/answers/{intent}      new texts (a field per language), checked; errors next to the field
+    GET  /staff/requests              visit requests and messages to the office (?status=open|closed|all)
+    POST /staff/requests/{ref}/close  closes one, with a note
+    GET  /staff/usage                 messages per day by language, by channel, answered / fallback /
+                                      out of scope, top intents, top unanswered (SVG made here; ?days=30)
+    GET  /staff/usage.csv?figure=…    each figure's numbers
     GET  /staff/audit                 the audit log (who, when, what)
     GET  /staff/publish               publish: progress, the publishes made, roll back
     POST /staff/publish               validate, train, guard, swap (in the background)
@@ -29,9 +34,11 @@ wrong passwords (``bot.staff.accounts``). English and Chinese (``?ui=zh``).
 from __future__ import annotations
 
 import asyncio
+import csv
 import datetime as dt
 import hmac
 import html
+import io
 import json
 import logging
 import os
@@ -44,12 +51,14 @@ from aiohttp import web
 
 from bot.core.languages import registry
 from bot.core.ratelimit import client_ip, trusted_proxies
+from bot.core.storage import RequestNotFound, RequestStore, rows
 from bot.core.texts import placeholders_of
 from bot.staff.accounts import LoginRefused, Session
 from bot.staff.inbox import STATUSES, GroupNotFound
 from bot.staff.nludata import EditRejected
 from bot.staff.publish import Progress, PublishError
 from bot.staff.service import Console
+from bot.staff.usage import OUTCOMES, Usage, bar_chart, horizontal_bars, usage
 
 COOKIE = "staff_session"
 LOGIN_COOKIE = "staff_login"
@@ -83,6 +92,10 @@ UI = {
         "status": "Status", "none": "Nothing here.", "assigned": "Added to {intent}: publish to make it live.",
         "todo_done": "Put on the to-do list.", "ignored": "Ignored.", "who": "Who", "when": "When",
         "what": "What", "signed_in": "Signed in as {name}", "other_ui": "中文", "other_code": "zh",
+        "requests": "Requests", "usage": "Usage", "close": "Close", "note": "Note", "closed": "Closed: {ref}.",
+        "per_day_language": "Messages per day, by language", "per_day_channel": "Messages per day, by channel",
+        "per_day_outcome": "Answered, fallback and out of scope, share per day", "top_intents": "Top intents",
+        "top_unanswered": "Top unanswered questions", "csv": "CSV", "messages": "{count} messages",
         "answers": "Answers", "save": "Save", "saved": "Saved: {intent} (live in a moment).",
         "placeholders": "Placeholders", "examples": "Examples ({count})", "intent": "Intent",
         "publish": "Publish", "publish_button": "Publish now", "rollback": "Roll back to the previous publish",
@@ -107,6 +120,10 @@ UI = {
         "status": "状态", "none": "暂无内容。", "assigned": "已添加到 {intent}：发布后生效。",
         "todo_done": "已加入待办。", "ignored": "已忽略。", "who": "操作人", "when": "时间",
         "what": "内容", "signed_in": "当前用户：{name}", "other_ui": "English", "other_code": "en",
+        "requests": "申请与留言", "usage": "使用情况", "close": "关闭", "note": "备注", "closed": "已关闭：{ref}。",
+        "per_day_language": "每日消息数（按语言）", "per_day_channel": "每日消息数（按渠道）",
+        "per_day_outcome": "每日已回答、未理解与超出范围的比例", "top_intents": "最常见的意图",
+        "top_unanswered": "最常见的未回答问题", "csv": "CSV", "messages": "共 {count} 条消息",
         "answers": "回答", "save": "保存", "saved": "已保存：{intent}（稍后生效）。",
         "placeholders": "占位符", "examples": "例句（{count}）", "intent": "意图",
         "publish": "发布", "publish_button": "立即发布", "rollback": "回滚到上一次发布",
@@ -180,7 +197,8 @@ def page(request: web.Request, title: str, body: str, session: Session | None = 
     nav = ""
     if session is not None:
         links = [("/staff/", t["inbox"]), ("/staff/?status=todo", t["todo"]), ("/staff/answers", t["answers"]),
-                 ("/staff/publish", t["publish"]), ("/staff/audit", t["audit"])]  # fmt: skip
+                 ("/staff/publish", t["publish"]), ("/staff/requests", t["requests"]), ("/staff/usage", t["usage"]),
+                 ("/staff/audit", t["audit"])]  # fmt: skip
         items = "".join(f'<li><a href="{E(href)}">{E(label)}</a></li>' for href, label in links)
         nav = (
             f'<nav aria-label="{E(t["title"])}"><ul>{items}</ul>'
@@ -507,6 +525,137 @@ async def answer_save(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/staff/answers?{urlencode({'saved': intent})}#answer-{intent}", headers=HEADERS)
 
 
+FIGURES = ("per_day_language", "per_day_channel", "per_day_outcome", "top_intents")
+
+
+def _usage(request: web.Request) -> Usage:
+    days = request.query.get("days", "30")
+    since = dt.datetime.utcnow() - dt.timedelta(days=int(days)) if days.isdigit() and int(days) else None
+    return usage(request.app[CONSOLE].accounts.engine, since)
+
+
+async def usage_page(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    figures = await asyncio.to_thread(_usage, request)
+    days = request.query.get("days", "30")
+    periods = "".join(
+        f'<option value="{d}"{" selected" if str(d) == days else ""}>'
+        f"{E(t['days'].format(days=d) if d else t['all_time'])}</option>"
+        for d in PERIODS
+    )
+    query = urlencode({"days": days})
+    parts = [f'<form method="get" action="/staff/usage" class="filters"><label>{E(t["period"])} <select name="days">'
+             f'{periods}</select></label><button type="submit">{E(t["filter"])}</button></form>',
+             f"<p>{E(t['messages'].format(count=figures.total))}</p>"]  # fmt: skip
+    charts = {
+        "per_day_language": bar_chart(figures.days, figures.series(figures.by_language), t["per_day_language"]),
+        "per_day_channel": bar_chart(figures.days, figures.series(figures.by_channel), t["per_day_channel"]),
+        "per_day_outcome": bar_chart(
+            figures.days,
+            {o: figures.series(figures.by_outcome).get(o, [0] * len(figures.days)) for o in OUTCOMES},
+            t["per_day_outcome"],
+            shares=True,
+        ),  # fmt: skip
+        "top_intents": horizontal_bars(figures.intents.most_common(10), t["top_intents"]),
+    }
+    for name, svg in charts.items():
+        parts.append(f'<section class="figure" id="{name}"><h3>{E(t[name])} '
+                     f'<a href="/staff/usage.csv?figure={name}&amp;{E(query)}" download>{E(t["csv"])}</a></h3>{svg}'
+                     "</section>")  # fmt: skip
+    since = dt.datetime.utcnow() - dt.timedelta(days=int(days)) if days.isdigit() and int(days) else None
+    top = (await asyncio.to_thread(request.app[CONSOLE].inbox.groups, None, since, "open"))[:10]
+    rows = [(f"{g.language}: {g.text}", g.count) for g in top]
+    parts.append(f'<section class="figure" id="top_unanswered"><h3>{E(t["top_unanswered"])} '
+                 f'<a href="/staff/usage.csv?figure=top_unanswered&amp;{E(query)}" download>{E(t["csv"])}</a></h3>'
+                 f'{horizontal_bars(rows, t["top_unanswered"])}</section>')  # fmt: skip
+    return page(request, t["usage"], "".join(parts), session)
+
+
+async def usage_csv(request: web.Request) -> web.Response:
+    name = request.query.get("figure", "")
+    if name == "top_unanswered":
+        days = request.query.get("days", "30")
+        since = dt.datetime.utcnow() - dt.timedelta(days=int(days)) if days.isdigit() and int(days) else None
+        groups = await asyncio.to_thread(request.app[CONSOLE].inbox.groups, None, since, "open")
+        header, rows = (
+            ["id", "language", "text", "count", "first_seen", "last_seen", "channels", "guess"],
+            [
+                [g.id, g.language, g.text, g.count, g.first_seen, g.last_seen, " ".join(g.channels), g.guess or ""]
+                for g in groups
+            ],
+        )
+    elif name in FIGURES:
+        header, rows = (await asyncio.to_thread(_usage, request)).table(name)
+    else:
+        raise web.HTTPNotFound(text="no such figure", headers=HEADERS)
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    writer.writerows([[_csv_cell(v) for v in row] for row in rows])
+    return web.Response(text=out.getvalue(), content_type="text/csv", charset="utf-8",
+                        headers={**HEADERS, "Content-Disposition": f'attachment; filename="{name}.csv"'})  # fmt: skip
+
+
+def _csv_cell(value: object) -> str:
+    """A cell a spreadsheet shows as text (a visitor's question never runs as a formula)."""
+    text = value.isoformat(" ", "seconds") if isinstance(value, dt.datetime) else str(value)
+    return "'" + text if text.startswith(("=", "+", "-", "@", "\t", "\r")) else text
+
+
+async def requests_page(request: web.Request, notice: str = "") -> web.Response:
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    status = request.query.get("status", "open")
+    status = status if status in ("open", "closed", "all") else "open"
+    found = await asyncio.to_thread(lambda: rows(RequestStore(request.app[CONSOLE].url).list(status=status)))
+    csrf = E(session.csrf)
+    columns = ("ref", "status", "created_at", "full_name", "institution", "country", "email", "purpose", "arrival",
+               "departure", "details", "note")  # fmt: skip
+    head = "".join(f'<th scope="col">{E(c)}</th>' for c in columns) + f'<th scope="col">{E(t["actions"])}</th>'
+    body = []
+    for row in found:
+        close = (
+            f'<form method="post" action="/staff/requests/{E(row["ref"])}/close"><input type="hidden" name="csrf" '
+            f'value="{csrf}"><label>{E(t["note"])} <input name="note" maxlength="500"></label>'
+            f'<button type="submit">{E(t["close"])}</button></form>'
+            if row["status"] == "open"
+            else ""
+        )
+        cells = "".join(f"<td>{E('' if row[c] is None else str(row[c]))}</td>" for c in columns)
+        body.append(f'<tr data-ref="{E(row["ref"])}">{cells}<td class="actions">{close}</td></tr>')
+    statuses = "".join(f'<option value="{s}"{" selected" if s == status else ""}>{E(t["statuses"].get(s, s))}'
+                       "</option>" for s in ("open", "closed", "all"))  # fmt: skip
+    filters = (f'<form method="get" action="/staff/requests" class="filters"><label>{E(t["status"])} '
+               f'<select name="status">{statuses}</select></label>'
+               f'<button type="submit">{E(t["filter"])}</button></form>')  # fmt: skip
+    notice_html = f'<p class="notice" role="status">{E(notice)}</p>' if notice else ""
+    table = (
+        f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+        if body
+        else (f"<p>{E(t['none'])}</p>")
+    )
+    return page(request, t["requests"], notice_html + filters + table, session)
+
+
+async def requests_view(request: web.Request) -> web.Response:
+    ref = request.query.get("closed", "")
+    return await requests_page(request, UI[ui_language(request)]["closed"].format(ref=ref) if ref else "")
+
+
+async def request_close(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    form = await request.post()
+    ref, note = request.match_info["ref"], str(form.get("note") or "").strip()[:500] or None
+    console: Console = request.app[CONSOLE]
+    try:
+        closed = await asyncio.to_thread(lambda: RequestStore(console.url).close(ref, note))
+    except RequestNotFound:
+        raise web.HTTPNotFound(text="no such request", headers=HEADERS) from None
+    console.accounts.audit(session.username, "request.close", f"{closed.ref}")
+    raise web.HTTPSeeOther(f"/staff/requests?{urlencode({'closed': closed.ref})}", headers=HEADERS)
+
+
 class PublishJob:
     """The publish running in this process's background (one at a time)."""
 
@@ -632,6 +781,10 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get("/staff/", inbox)
     app.router.add_post("/staff/inbox/{id}/{action:assign|todo|ignore}", decide)
     app.router.add_get("/staff/audit", audit)
+    app.router.add_get("/staff/usage", usage_page)
+    app.router.add_get("/staff/usage.csv", usage_csv)
+    app.router.add_get("/staff/requests", requests_view)
+    app.router.add_post("/staff/requests/{ref}/close", request_close)
     app.router.add_get("/staff/answers", answers_view)
     app.router.add_post("/staff/answers/{intent}", answer_save)
     app.router.add_get("/staff/publish", publish_view)
