@@ -88,8 +88,15 @@ def texts_dir(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-async def client(database, nlu_dir, texts_dir):
-    console = Console(database, nlu_dir=nlu_dir, domain=DOMAIN_FILE, texts_dir=texts_dir)
+def facts_file(tmp_path: Path) -> Path:
+    copy = tmp_path / "department.yml"
+    shutil.copy(ROOT / "data" / "facts" / "department.yml", copy)
+    return copy
+
+
+@pytest.fixture
+async def client(database, nlu_dir, texts_dir, facts_file):
+    console = Console(database, nlu_dir=nlu_dir, domain=DOMAIN_FILE, texts_dir=texts_dir, facts_file=facts_file)
     console.accounts.add_user("li", PASSWORD)
     console.accounts.add_user("anna", PASSWORD)
     app = make_app("http://127.0.0.1:9", "token", RateLimits(per_ip=0, per_sender=0, max_in_flight=10), console)
@@ -236,3 +243,53 @@ async def test_answers_are_edited_side_by_side_and_errors_shown_next_to_the_fiel
     assert "answer.edit" in await (await client.get("/staff/audit")).text()
     forged = await client.post("/staff/answers/ask_degrees", data={"csrf": "forged", "fr": new})
     assert forged.status == 403
+
+
+def test_a_fact_is_replaced_where_it_is_and_nothing_else_changes(facts_file):
+    from bot.core.facts import load_facts
+    from bot.staff.factdata import fields, set_facts
+    from bot.staff.nludata import EditRejected
+
+    before = facts_file.read_text(encoding="utf-8").splitlines()
+    assert set_facts({"visitors.scholar_count": "850", "department.functions[1].fr": "orientation"}, facts_file)
+    after = facts_file.read_text(encoding="utf-8").splitlines()
+    changed = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    assert len(changed) == 2
+    assert changed[0][1] == "    - {en: guidance, zh-Hans: 指导, ru: методическое руководство, fr: orientation}"
+    assert changed[1][1].startswith("  scholar_count: 850 ") and "# " in changed[1][1]  # the comment stays
+    facts = load_facts(facts_file)
+    assert facts.scholar_count == 850 and facts.functions[1].get("fr") == "orientation"
+    by_path = {f.path: f for f in fields(facts_file)}
+    assert by_path["visitors.scholar_count"].number
+    snapshot = facts_file.read_bytes()
+    for values, problem in (
+        ({"visitors.scholar_count": "many"}, "must be a whole number"),
+        ({"department.name.ru": "  "}, "empty"),
+        ({"nowhere.name": "x"}, "no such field"),
+    ):
+        with pytest.raises(EditRejected) as rejected:
+            set_facts(values, facts_file)
+        assert any(problem in p for p in rejected.value.problems), rejected.value.problems
+        assert facts_file.read_bytes() == snapshot
+
+
+async def test_facts_are_edited_in_the_console_with_errors_next_to_the_field(client, facts_file):
+    await login(client)
+    page = await (await client.get("/staff/facts")).text()
+    assert 'name="visitors.scholar_count" value="800"' in page
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page).group(1)
+    snapshot = facts_file.read_bytes()
+    wrong = await client.post("/staff/facts", data={"csrf": csrf, "visitors.scholar_count": "eight hundred"})
+    assert wrong.status == 400
+    row = (await wrong.text()).split('name="visitors.scholar_count"')[1].split("</tr>")[0]
+    assert "must be a whole number" in row and 'value="eight hundred"' in row
+    assert facts_file.read_bytes() == snapshot
+    saved = await client.post("/staff/facts", data={"csrf": csrf, "address.postcode": "210003"})
+    assert saved.status == 200 and facts_file.read_bytes() == snapshot  # unchanged value: nothing written
+    saved = await client.post("/staff/facts", data={"csrf": csrf, "visitors.scholar_count": "801"})
+    assert saved.status == 200 and "Facts saved" in await saved.text()
+    assert "scholar_count: 801" in facts_file.read_text(encoding="utf-8")
+    assert (
+        "visitors.scholar_count: &#x27;800&#x27; -&gt; &#x27;801&#x27;"
+        in await (await client.get("/staff/audit")).text()
+    )

@@ -16,11 +16,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from bot.core.languages import registry
-from bot.core.paths import DOMAIN_FILE, NLU_DIR, TEXTS_DIR
+from bot.core.paths import DOMAIN_FILE, FACTS_FILE, NLU_DIR, TEXTS_DIR
 from bot.core.storage import open_store_engine
 from bot.core.texts import load_texts
 from bot.core.validation import domain_intents, read_examples
 from bot.staff.accounts import StaffAccounts
+from bot.staff.factdata import Field, fields, set_facts
 from bot.staff.inbox import Group, Inbox
 from bot.staff.nludata import EditRejected, add_example
 from bot.staff.publish import Progress, Publisher, PublishError
@@ -31,17 +32,17 @@ class Console:
     """The staff's accounts, inbox and data, on one database and one data folder."""
 
     def __init__(self, url: str | None = None, nlu_dir: Path = NLU_DIR, domain: Path = DOMAIN_FILE,
-                 texts_dir: Path = TEXTS_DIR) -> None:  # fmt: skip
+                 texts_dir: Path = TEXTS_DIR, facts_file: Path = FACTS_FILE) -> None:  # fmt: skip
         engine = open_store_engine(url)
         self.url = url
         self.accounts = StaffAccounts(engine=engine)
         self.inbox = Inbox(engine=engine)
-        self.nlu_dir, self.domain, self.texts_dir = nlu_dir, domain, texts_dir
+        self.nlu_dir, self.domain, self.texts_dir, self.facts_file = nlu_dir, domain, texts_dir, facts_file
         self.publisher = Publisher(engine=engine)
 
     def before_edit(self) -> None:
         """Before the first edit of the project's data: the baseline that a rollback can return to."""
-        if self.nlu_dir == NLU_DIR and self.texts_dir == TEXTS_DIR:
+        if (self.nlu_dir, self.texts_dir, self.facts_file) == (NLU_DIR, TEXTS_DIR, FACTS_FILE):
             self.publisher.baseline()
 
     def intents(self) -> list[str]:
@@ -78,6 +79,20 @@ class Console:
         changed = set_texts(intent, values, self.texts_dir)
         if changed:
             self.accounts.audit(username, "answer.edit", f"{intent}: {', '.join(p.name for p in changed)}")
+        return changed
+
+    def facts(self) -> list[Field]:
+        return fields(self.facts_file)
+
+    def set_facts(self, values: dict[str, str], username: str) -> bool:
+        """Sets facts (field path -> text) in data/facts/department.yml (``EditRejected``: nothing changed)."""
+        before = {f.path: f.value for f in self.facts()}
+        self.before_edit()
+        changed = set_facts(values, self.facts_file)
+        if changed:
+            after = {f.path: f.value for f in self.facts()}
+            detail = "; ".join(f"{k}: {before.get(k)!r} -> {v!r}" for k, v in after.items() if before.get(k) != v)
+            self.accounts.audit(username, "facts.edit", detail[:2000])
         return changed
 
     def todo(self, group_id: str, username: str) -> Group:

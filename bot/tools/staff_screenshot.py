@@ -37,6 +37,15 @@ QUESTIONS = [
     ("web", "留学生宿舍多少钱一个月"),
     ("rest", "Сколько стоит обучение?"),
     ("web", "qui forme-t-on chez vous"),
+    # and questions it answers, for the usage page
+    ("web", "Where is the international office?"),
+    ("web", "国际处的地址在哪里？"),
+    ("rest", "Quels diplômes puis-je préparer à NJUPT ?"),
+    ("web", "Which universities does NJUPT run joint programmes with?"),
+    ("web", "南邮和哪些大学有联合硕士项目？"),
+    ("rest", "С какими странами сотрудничает NJUPT?"),
+    ("web", "Hello!"),
+    ("web", "Can I study for a PhD at NJUPT?"),
 ]
 
 

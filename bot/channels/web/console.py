@@ -14,6 +14,8 @@
     GET  /staff/usage                 messages per day by language, by channel, answered / fallback /
                                       out of scope, top intents, top unanswered (SVG made here; ?days=30)
     GET  /staff/usage.csv?figure=…    each figure's numbers
+    GET  /staff/facts                 every fact of data/facts/department.yml, editable
+    POST /staff/facts                 the changed facts, checked; errors next to the field
     GET  /staff/audit                 the audit log (who, when, what)
     GET  /staff/publish               publish: progress, the publishes made, roll back
     POST /staff/publish               validate, train, guard, swap (in the background)
@@ -96,6 +98,7 @@ UI = {
         "per_day_language": "Messages per day, by language", "per_day_channel": "Messages per day, by channel",
         "per_day_outcome": "Answered, fallback and out of scope, share per day", "top_intents": "Top intents",
         "top_unanswered": "Top unanswered questions", "csv": "CSV", "messages": "{count} messages",
+        "facts": "Facts", "field": "Field", "value": "Value", "facts_saved": "Facts saved (live in a moment).",
         "answers": "Answers", "save": "Save", "saved": "Saved: {intent} (live in a moment).",
         "placeholders": "Placeholders", "examples": "Examples ({count})", "intent": "Intent",
         "publish": "Publish", "publish_button": "Publish now", "rollback": "Roll back to the previous publish",
@@ -124,6 +127,7 @@ UI = {
         "per_day_language": "每日消息数（按语言）", "per_day_channel": "每日消息数（按渠道）",
         "per_day_outcome": "每日已回答、未理解与超出范围的比例", "top_intents": "最常见的意图",
         "top_unanswered": "最常见的未回答问题", "csv": "CSV", "messages": "共 {count} 条消息",
+        "facts": "事实信息", "field": "字段", "value": "值", "facts_saved": "已保存（稍后生效）。",
         "answers": "回答", "save": "保存", "saved": "已保存：{intent}（稍后生效）。",
         "placeholders": "占位符", "examples": "例句（{count}）", "intent": "意图",
         "publish": "发布", "publish_button": "立即发布", "rollback": "回滚到上一次发布",
@@ -197,8 +201,8 @@ def page(request: web.Request, title: str, body: str, session: Session | None = 
     nav = ""
     if session is not None:
         links = [("/staff/", t["inbox"]), ("/staff/?status=todo", t["todo"]), ("/staff/answers", t["answers"]),
-                 ("/staff/publish", t["publish"]), ("/staff/requests", t["requests"]), ("/staff/usage", t["usage"]),
-                 ("/staff/audit", t["audit"])]  # fmt: skip
+                 ("/staff/facts", t["facts"]), ("/staff/publish", t["publish"]), ("/staff/requests", t["requests"]),
+                 ("/staff/usage", t["usage"]), ("/staff/audit", t["audit"])]  # fmt: skip
         items = "".join(f'<li><a href="{E(href)}">{E(label)}</a></li>' for href, label in links)
         nav = (
             f'<nav aria-label="{E(t["title"])}"><ul>{items}</ul>'
@@ -525,6 +529,50 @@ async def answer_save(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/staff/answers?{urlencode({'saved': intent})}#answer-{intent}", headers=HEADERS)
 
 
+async def facts_page(request: web.Request, notice: str = "", errors: dict[str, list[str]] | None = None,
+                     edited: dict[str, str] | None = None, status: int = 200) -> web.Response:  # fmt: skip
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    found = await asyncio.to_thread(request.app[CONSOLE].facts)
+    rows = []
+    for n, f in enumerate(found):
+        value = (edited or {}).get(f.path, f.value)
+        error = "".join(f'<p class="error" role="alert">{E(p)}</p>' for p in (errors or {}).get(f.path, []))
+        kind = ' inputmode="numeric"' if f.number else ""
+        rows.append(f'<tr id="fact-{n}"><th scope="row"><label for="f-{n}">{E(f.path)}</label></th>'
+                    f'<td><input id="f-{n}" name="{E(f.path)}" value="{E(value)}"{kind} size="60">'
+                    f"{error}</td></tr>")  # fmt: skip
+    general = "".join(f'<p class="error" role="alert">{E(p)}</p>' for p in (errors or {}).get("", []))
+    notice_html = f'<p class="notice" role="status">{E(notice)}</p>' if notice else ""
+    body = (f'{notice_html}{general}<form method="post" action="/staff/facts"><input type="hidden" name="csrf" '
+            f'value="{E(session.csrf)}"><table class="facts"><thead><tr><th scope="col">{E(t["field"])}</th>'
+            f'<th scope="col">{E(t["value"])}</th></tr></thead><tbody>{"".join(rows)}</tbody></table>'
+            f'<p><button type="submit" class="primary">{E(t["save"])}</button></p></form>')  # fmt: skip
+    return page(request, t["facts"], body, session, status=status)
+
+
+async def facts_view(request: web.Request) -> web.Response:
+    notice = UI[ui_language(request)]["facts_saved"] if request.query.get("saved") else ""
+    return await facts_page(request, notice)
+
+
+async def facts_save(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    console: Console = request.app[CONSOLE]
+    form = await request.post()
+    known = {f.path for f in await asyncio.to_thread(console.facts)}
+    values = {k: str(v) for k, v in form.items() if k in known}
+    try:
+        await asyncio.to_thread(console.set_facts, values, session.username)
+    except EditRejected as rejected:
+        errors: dict[str, list[str]] = {}
+        for problem in rejected.problems:
+            field = next((k for k in sorted(known, key=len, reverse=True) if k in problem), "")
+            errors.setdefault(field, []).append(problem)
+        return await facts_page(request, errors=errors, edited=values, status=400)
+    raise web.HTTPSeeOther("/staff/facts?saved=1", headers=HEADERS)
+
+
 FIGURES = ("per_day_language", "per_day_channel", "per_day_outcome", "top_intents")
 
 
@@ -781,6 +829,8 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get("/staff/", inbox)
     app.router.add_post("/staff/inbox/{id}/{action:assign|todo|ignore}", decide)
     app.router.add_get("/staff/audit", audit)
+    app.router.add_get("/staff/facts", facts_view)
+    app.router.add_post("/staff/facts", facts_save)
     app.router.add_get("/staff/usage", usage_page)
     app.router.add_get("/staff/usage.csv", usage_csv)
     app.router.add_get("/staff/requests", requests_view)
