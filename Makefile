@@ -14,10 +14,10 @@ TRAINING := config.yml domain.yml bot/plugins/nlu.py bot/core/languages.py data/
 export RASA_TELEMETRY_ENABLED := false
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: help install run train test lint browser haproxy validate evaluate bench fuzz screenshot clean
+.PHONY: help install run train test lint browser haproxy validate evaluate bench fuzz screenshot staff-screenshot swapbench publish clean
 
 help: ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 install: $(STAMP) ## create .venv with Python 3.10 and install the pinned dependencies
 
@@ -70,6 +70,15 @@ fuzz: $(MODEL) ## 10,000 hostile inputs (Hypothesis) against a stack of its own 
 screenshot: browser $(MODEL) ## the web chat in a conversation and with the staff, in Chromium -> docs/screenshot.png, docs/handoff.png
 	$(PY) -m bot.tools.screenshot
 	$(PY) -m bot.tools.screenshot --handoff
+
+staff-screenshot: browser $(MODEL) ## the staff console's inbox, in Debian's Chromium -> docs/staff-inbox.png
+	$(PY) -m bot.tools.staff_screenshot
+
+swapbench: $(MODEL) ## a model swap under a load of 10 users: failures and latency -> reports/swap.md
+	$(PY) -m bot.tools.swapbench --users 10
+
+publish: $(STAMP) ## validate, train, guard and swap the new model into the running bot (bot publish)
+	$(VENV)/bin/bot publish
 
 clean: ## remove the virtualenv, models and run-time state
 	rm -rf $(VENV) models var reports

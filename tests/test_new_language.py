@@ -23,9 +23,9 @@ import pytest
 import yaml
 
 from bot.core.paths import ROOT
+from bot.tools.evaluate import MAX_OUT_OF_SCOPE_FALSE_ACCEPTS, MIN_ACCURACY
 
 from .conftest import LANGUAGES
-from .test_nlu import MAX_OUT_OF_SCOPE_FALSE_ACCEPTS, MIN_ACCURACY
 
 pytestmark = pytest.mark.model
 

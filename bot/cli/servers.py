@@ -14,8 +14,11 @@ Every server listens on ``host`` (default 127.0.0.1, the loopback only). The
 secrets they share are made here at each start and passed in the environment of
 the processes that need them, never on a command line: the action server's
 token (Rasa sends it), each channel's token (``bot.core.senders``: the web chat
-and the Telegram bridge get only their own), and Rasa's HTTP API token
-(``auth_token``; the API is off without one).
+and the Telegram bridge get only their own), Rasa's HTTP API token
+(``auth_token``; the API is off without one), and the model-swap token
+(``MODEL_SWAP_TOKEN``, ``bot.plugins.models``: Rasa and the web chat's server, which
+runs the staff console; ``bot publish`` reads it from ``var/run/model-swap-<rasa
+port>.token``, readable by its owner only, removed at stop).
 
 With ``replicas`` = N > 1 (``REPLICAS=2 make run``) the layout is the production one: N action
 servers and N Rasa servers on the ports after ``action_port`` and ``rasa_port`` (or
@@ -48,7 +51,8 @@ from bot.core.paths import MODEL, ROOT, VAR
 
 AUTH_TOKEN = "RASA_AUTH_TOKEN"
 # Secrets shared between the processes: each is given only to those that need it.
-SECRETS = (AUTH_TOKEN, "ACTION_SERVER_TOKEN", "WEB_CHANNEL_TOKEN", "TELEGRAM_CHANNEL_TOKEN")
+SECRETS = (AUTH_TOKEN, "ACTION_SERVER_TOKEN", "WEB_CHANNEL_TOKEN", "TELEGRAM_CHANNEL_TOKEN", "MODEL_SWAP_TOKEN")
+RUN_DIR = VAR / "run"
 # The largest request body Rasa reads (Sanic's default is 100 MB): ample for a
 # 20,000-character message or a Telegram update.
 MAX_REQUEST_BYTES = 1024 * 1024
@@ -331,9 +335,11 @@ class Servers:
                    "--port", str(self.web_port), "--rasa-url", self.rasa_url]  # fmt: skip
             local = "127.0.0.1" if self.web_host in ("0.0.0.0", "::", "") else self.web_host
             health = f"http://{local}:{self.web_port}/api/health"
-            web_env = {**env, "WEB_CHANNEL_TOKEN": shared["WEB_CHANNEL_TOKEN"]}
+            web_env = {**env, "WEB_CHANNEL_TOKEN": shared["WEB_CHANNEL_TOKEN"],
+                       "MODEL_SWAP_TOKEN": shared["MODEL_SWAP_TOKEN"], "RASA_URL": self.rasa_url}  # fmt: skip
             web_log = self.log_dir / f"web-{self.web_port}.log"
             self.processes.append(Process("web chat", web, health, web_log, web_env))
+        self._write_swap_token(shared["MODEL_SWAP_TOKEN"])
         for process in self.processes:
             process.start()
         try:
@@ -371,9 +377,22 @@ class Servers:
             raise KeyError(f"no {name} in {[p.name for p in self.processes]}")
         return found[0]
 
+    @property
+    def swap_token_file(self) -> Path:
+        return swap_token_file(self.rasa_port)
+
+    def _write_swap_token(self, token: str) -> None:
+        RUN_DIR.mkdir(parents=True, exist_ok=True)
+        path = self.swap_token_file
+        path.unlink(missing_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(token)
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
+        self.swap_token_file.unlink(missing_ok=True)
 
     def __enter__(self) -> Servers:
         return self.start()
@@ -426,3 +445,8 @@ backend actions
     option httpchk GET /health
 {action_servers}
 """
+
+
+def swap_token_file(rasa_port: int) -> Path:
+    """Where ``bot run`` leaves the model-swap token of the Rasa server on ``rasa_port``."""
+    return RUN_DIR / f"model-swap-{rasa_port}.token"

@@ -7,6 +7,15 @@
     bot requests erase REF
     bot requests purge --older-than DAYS       (same as bot conversations purge)
     bot conversations purge --older-than DAYS
+    bot staff add-user NAME [--password-stdin]   an account of the staff console (/staff/)
+    bot staff list
+    bot staff remove NAME
+    bot inbox list [--lang L] [--days N] [--status open|todo|ignored|assigned|all] [--format table|json]
+    bot inbox assign ID INTENT                  add the question as an example of INTENT (data/nlu/<lang>.yml)
+    bot inbox todo ID                           needs a new answer (kept on the to-do list)
+    bot inbox ignore ID                         stays ignored when the same text comes again
+    bot publish [--as NAME] [--rasa-url URL]    validate, train, guard, swap into the running bot, record
+    bot rollback [--as NAME] [--rasa-url URL]   the previous model and data back
 
 A reply is stored with the request, then delivered (``bot.core.delivery``): to a
 Telegram user's chat, to a web chat user's page, by e-mail when ``SMTP_URL`` is set;
@@ -183,7 +192,208 @@ def handle_not_found(handler):
     return run
 
 
+def _operator() -> str:
+    """Who ran a command, for the audit log: the system account."""
+    try:
+        return f"cli:{getpass.getuser()}"
+    except (KeyError, OSError):
+        return "cli"
+
+
+def add_user(args: argparse.Namespace) -> int:
+    from bot.staff.accounts import StaffAccounts, StaffError, check_name, check_password
+
+    try:
+        check_name(args.name)
+        if args.password_stdin:
+            password = sys.stdin.readline().rstrip("\r\n")
+        else:
+            password = getpass.getpass(f"Password for {args.name}: ")
+            check_password(password)
+            if getpass.getpass("Again: ") != password:
+                raise StaffError("the two passwords differ")
+        StaffAccounts().add_user(args.name, password, by=_operator())
+    except StaffError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.name} can now log in to the staff console (/staff/)")
+    return 0
+
+
+def list_users(args: argparse.Namespace) -> int:
+    from bot.staff.accounts import StaffAccounts
+
+    users = StaffAccounts().users()
+    for name, created in users:
+        print(f"{name}  {_text(created)}")
+    print(f"{len(users)} staff account(s)")
+    return 0
+
+
+def remove_user(args: argparse.Namespace) -> int:
+    from bot.staff.accounts import StaffAccounts, StaffError
+
+    try:
+        StaffAccounts().remove_user(args.name, by=_operator())
+    except StaffError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"{args.name} removed; their sessions are closed")
+    return 0
+
+
+def add_staff_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("staff", help="accounts of the staff console (/staff/)")
+    sub = parser.add_subparsers(dest="staff_command", required=True)
+    add = sub.add_parser("add-user", help="create an account (the password is asked for)")
+    add.add_argument("name")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    add.set_defaults(handler=add_user)
+    sub.add_parser("list", help="list the accounts").set_defaults(handler=list_users)
+    remove = sub.add_parser("remove", help="delete an account and close its sessions")
+    remove.add_argument("name")
+    remove.set_defaults(handler=remove_user)
+
+
+def inbox_list(args: argparse.Namespace) -> int:
+    from bot.staff.inbox import Inbox
+
+    since = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None) - dt.timedelta(days=args.days) if args.days else None
+    groups = Inbox().groups(language=args.lang, since=since, status=args.status)
+    if args.format == "json":
+        json.dump([g.as_dict() for g in groups], sys.stdout, ensure_ascii=False, indent=1)
+        print()
+        return 0
+    columns = ("id", "count", "language", "last_seen", "channels", "guess", "status", "text")
+    table = [
+        [g.id, str(g.count), g.language, _text(g.last_seen), ",".join(g.channels), g.intent or g.guess or "",
+         g.status, _text(g.text, 60)]
+        for g in groups
+    ]  # fmt: skip
+    widths = [max([len(c)] + [len(r[i]) for r in table]) for i, c in enumerate(columns)]
+    for line in [list(columns)] + table:
+        print("  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip())
+    print(f"{len(groups)} group(s) of unanswered questions")
+    return 0
+
+
+def inbox_decide(args: argparse.Namespace) -> int:
+    from bot.staff.inbox import GroupNotFound
+    from bot.staff.nludata import EditRejected
+    from bot.staff.service import Console
+
+    console = Console()
+    try:
+        if args.inbox_command == "assign":
+            group = console.assign(args.id, args.intent, _operator())
+            print(f"{group.id}: {group.text!r} added to {args.intent} in data/nlu/{group.language}.yml; "
+                  "`bot publish` makes it live")  # fmt: skip
+        elif args.inbox_command == "todo":
+            print(f"{console.todo(args.id, _operator()).id}: on the to-do list (needs a new answer)")
+        else:
+            print(f"{console.ignore(args.id, _operator()).id}: ignored")
+    except GroupNotFound:
+        print(f"error: no inbox group {args.id!r} (bot inbox list --status all)", file=sys.stderr)
+        return 1
+    except EditRejected as rejected:
+        for problem in rejected.problems:
+            print(f"error: {problem}", file=sys.stderr)
+        print("nothing was changed", file=sys.stderr)
+        return 1
+    return 0
+
+
+def add_inbox_parser(commands: argparse._SubParsersAction) -> None:
+    from bot.staff.inbox import STATUSES
+
+    parser = commands.add_parser("inbox", help="questions the bot could not answer")
+    sub = parser.add_subparsers(dest="inbox_command", required=True)
+    listing = sub.add_parser("list", help="the groups of unanswered questions, most frequent first")
+    listing.add_argument("--lang", help="only this language (e.g. fr, zh-Hans)")
+    listing.add_argument("--days", type=days, help="only messages of the last DAYS days")
+    listing.add_argument("--status", choices=STATUSES, default="open")
+    listing.add_argument("--format", choices=["table", "json"], default="table")
+    listing.set_defaults(handler=inbox_list)
+    assign = sub.add_parser("assign", help="add a group's question as an example of INTENT")
+    assign.add_argument("id")
+    assign.add_argument("intent")
+    assign.set_defaults(handler=inbox_decide)
+    for name, text in (("todo", "needs a new answer (the to-do list)"), ("ignore", "ignore, also when it comes again")):
+        decide = sub.add_parser(name, help=text)
+        decide.add_argument("id")
+        decide.set_defaults(handler=inbox_decide)
+
+
+def _console(args: argparse.Namespace):
+    from bot.staff.publish import Publisher
+    from bot.staff.service import Console
+
+    console = Console()
+    console.publisher = Publisher(rasa_url=args.rasa_url, engine=console.accounts.engine)
+    return console
+
+
+def publish(args: argparse.Namespace) -> int:
+    import threading
+
+    from bot.staff.publish import Progress, Publisher, PublishError
+
+    publisher, progress = Publisher(rasa_url=args.rasa_url), Progress()
+    who = args.who or _operator()
+    failure: list[PublishError] = []
+
+    def work() -> None:
+        try:
+            publisher.publish(who, progress)
+        except PublishError as error:
+            failure.append(error)
+
+    worker = threading.Thread(target=work, daemon=True)
+    worker.start()
+    shown = ""
+    while worker.is_alive():
+        line = f"[{progress.fraction:4.0%}] {progress.step}: {progress.message}"
+        if line != shown:
+            print(line, flush=True)
+            shown = line
+        worker.join(1)
+    if failure:
+        print(f"error: not published: {failure[0]}", file=sys.stderr)
+        return 1
+    record = progress.record or {}
+    print(f"published {record.get('model')} in {record.get('seconds')} s: {record.get('changes')}")
+    if record.get("git_commit"):
+        print(f"git commit {record['git_commit'][:12]} (author {who})")
+    return 0
+
+
+def rollback(args: argparse.Namespace) -> int:
+    from bot.staff.publish import Publisher, PublishError
+
+    try:
+        record = Publisher(rasa_url=args.rasa_url).rollback(args.who or _operator())
+    except PublishError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"rolled back: {record['changes']} (model {record['model']})")
+    return 0
+
+
+def add_publish_parsers(commands: argparse._SubParsersAction) -> None:
+    for name, handler, text in (
+        ("publish", publish, "validate, train, check the guards and swap the new model into the running bot"),
+        ("rollback", rollback, "put the previous model and data back"),
+    ):
+        parser = commands.add_parser(name, help=text)
+        parser.add_argument("--as", dest="who", metavar="NAME", help="the staff member (the audit log, the git author)")
+        parser.add_argument("--rasa-url", default=None, help="the running Rasa server (default RASA_URL or :5005)")
+        parser.set_defaults(handler=handler)
+
+
 def add_parser(commands: argparse._SubParsersAction) -> None:
+    add_staff_parser(commands)
+    add_inbox_parser(commands)
+    add_publish_parsers(commands)
     parser = commands.add_parser("requests", help="visit requests and messages to the office")
     sub = parser.add_subparsers(dest="requests_command", required=True)
     listing = sub.add_parser("list", help="list requests")

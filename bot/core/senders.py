@@ -40,3 +40,13 @@ def may_use(sender: str, token: str | None) -> bool:
 
 def is_web_sender(sender: str) -> bool:
     return WEB_SENDER.fullmatch(sender) is not None
+
+
+# prefix -> the channel's name, as the staff console and the usage figures show it
+CHANNELS = {"web-": "web", "telegram-": "telegram"}
+
+
+def channel_of(sender: str) -> str:
+    """The channel a conversation id belongs to: ``web``, ``telegram``, else ``rest`` (curl, other clients)."""
+    folded = sender.strip().lower()
+    return next((name for prefix, name in CHANNELS.items() if folded.startswith(prefix)), "rest")

@@ -99,9 +99,83 @@ messages_table = sa.Table(
     sa.Column("staff_post_id", sa.BigInteger),  # a user message's copy in the staff group
 )
 
+# --- the staff console (bot/staff/): accounts, sessions, login failures, audit, inbox decisions ---
+staff_users_table = sa.Table(
+    "staff_users",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(64), nullable=False, unique=True),
+    sa.Column("password_hash", sa.String(200), nullable=False),  # Argon2id, with its salt and parameters
+    sa.Column("created_at", sa.DateTime, nullable=False),
+)
+staff_sessions_table = sa.Table(
+    "staff_sessions",
+    metadata,
+    sa.Column("token_hash", sa.String(64), primary_key=True),  # SHA-256 of the cookie: a leaked row opens nothing
+    sa.Column("username", sa.String(64), nullable=False, index=True),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime, nullable=False),
+    sa.Column("expires_at", sa.DateTime, nullable=False),
+)
+staff_login_failures_table = sa.Table(
+    "staff_login_failures",
+    metadata,
+    sa.Column("key", sa.String(200), primary_key=True),  # "user:NAME" or "ip:ADDRESS"
+    sa.Column("failures", sa.Integer, nullable=False),
+    sa.Column("locked_until", sa.DateTime),
+)
+staff_audit_table = sa.Table(
+    "staff_audit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime, nullable=False, index=True),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("action", sa.String(50), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False, default=""),
+)
+inbox_decisions_table = sa.Table(
+    "inbox_decisions",
+    metadata,
+    sa.Column("group_id", sa.String(16), primary_key=True),  # hash of the language and the normalised text
+    sa.Column("language", sa.String(10), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),  # the normalised text the decision is about
+    sa.Column("decision", sa.String(10), nullable=False),  # assigned | todo | ignored
+    sa.Column("intent", sa.String(100)),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("decided_at", sa.DateTime, nullable=False),
+)
+publishes_table = sa.Table(
+    "staff_publishes",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime, nullable=False),
+    sa.Column("username", sa.String(64), nullable=False),
+    sa.Column("status", sa.String(12), nullable=False),  # baseline | published | failed | rolled_back | rollback
+    sa.Column("model", sa.String(300)),  # the model file, relative to the project
+    sa.Column("data_snapshot", sa.String(300)),  # data/ as published, a .tar.gz relative to the project
+    sa.Column("changes", sa.Text, nullable=False, default=""),  # what changed since the previous publish
+    sa.Column("detail", sa.Text, nullable=False, default=""),  # why it failed, the timings
+    sa.Column("git_commit", sa.String(64)),
+    sa.Column("seconds", sa.Float),
+)
+STAFF_TABLES = (
+    staff_users_table,
+    staff_sessions_table,
+    staff_login_failures_table,
+    staff_audit_table,
+    inbox_decisions_table,
+    publishes_table,
+)
+
 
 def _create_v1(connection: Connection) -> None:
     for table in (requests_table, counters_table):
+        table.create(connection, checkfirst=True)
+
+
+def _create_v2_staff(connection: Connection) -> None:
+    """The staff console's tables (issue 13)."""
+    for table in STAFF_TABLES:
         table.create(connection, checkfirst=True)
 
 
@@ -113,7 +187,7 @@ def _create_v3_handoff(connection: Connection) -> None:
 
 # Numbered schema changes, applied in order, each in its own transaction.
 # Add new ones at the end; never edit one that has shipped.
-MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v3_handoff]
+MIGRATIONS: list[Callable[[Connection], None]] = [_create_v1, _create_v2_staff, _create_v3_handoff]
 
 
 @dataclass
@@ -270,6 +344,11 @@ class RequestStore:
             return connection.execute(
                 requests_table.delete().where(requests_table.c.created_at < cutoff)
             ).rowcount  # fmt: skip
+
+
+def open_store_engine(url: str | None = None) -> Engine:
+    """An engine on the bot's database with the schema upgraded (the staff console's entry)."""
+    return RequestStore(url).engine
 
 
 @functools.cache

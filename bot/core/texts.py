@@ -12,14 +12,16 @@ from __future__ import annotations
 import functools
 import logging
 import string
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
 
-from bot.core.facts import Facts, Localized, facts
+from bot.core import facts as facts_module
+from bot.core.facts import Facts, FactsError, Localized, facts, load_facts
 from bot.core.languages import Registry, registry, to_traditional
-from bot.core.paths import TEXTS_DIR
+from bot.core.paths import FACTS_FILE, TEXTS_DIR
 
 logger = logging.getLogger(__name__)
 # libyaml when installed: the line numbers of the checks cost no time
@@ -115,9 +117,59 @@ def load_texts(directory: Path = TEXTS_DIR, languages: Registry | None = None) -
 
 
 @functools.cache
-def texts() -> Texts:
-    """The texts, read once per process."""
+def _texts() -> Texts:
     return load_texts()
+
+
+def texts() -> Texts:
+    """The texts, read once per process and again when their files or the facts change (``reload_if_changed``)."""
+    reload_if_changed()
+    return _texts()
+
+
+# How often a process looks at the data files' times (a publish is live within this).
+RELOAD_CHECK_SECONDS = 1.0
+_watch: dict[str, object] = {"checked": 0.0, "signature": None}
+
+
+def _signature() -> tuple:
+    files = sorted(TEXTS_DIR.glob("*.yml")) + [FACTS_FILE]
+    found = []
+    for path in files:
+        try:
+            stat = path.stat()
+        except OSError:
+            continue
+        found.append((path.name, stat.st_mtime_ns, stat.st_size))
+    return tuple(found)
+
+
+def reload_if_changed(now: float | None = None) -> bool:
+    """Reads the texts and facts again when their files changed (a staff member published an
+    edit), at most once per ``RELOAD_CHECK_SECONDS``. Files that do not load keep the old
+    texts and facts (logged): a running bot never answers from broken data."""
+    now = time.monotonic() if now is None else now
+    if now - float(_watch["checked"]) < RELOAD_CHECK_SECONDS:
+        return False
+    _watch["checked"] = now
+    signature = _signature()
+    if _watch["signature"] is None or signature == _watch["signature"]:
+        _watch["signature"] = signature
+        return False
+    _watch["signature"] = signature
+    try:
+        load_facts()
+        broken = load_texts().problems()
+    except (TextsError, FactsError) as error:
+        broken = [str(error)]
+    if broken:
+        logger.error("the changed texts or facts do not pass the checks, the previous ones stay in use: %s", broken[0])
+        return False
+    _texts.cache_clear()
+    facts_module.facts.cache_clear()
+    _fact_values.cache_clear()
+    logger.info("texts and facts reloaded")
+    return True
 
 
 def join(items: list[str], language: str, source: Texts | None = None) -> str:

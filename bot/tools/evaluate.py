@@ -1,6 +1,7 @@
 """Intent accuracy per language on the held-out questions (never trained on).
 
     python -m bot.tools.evaluate [--model models/njupt.tar.gz] [--no-plots]
+    python -m bot.tools.evaluate --guard --model CANDIDATE   (bot publish: exit 1 if a guard fails)
 
 Writes ``reports/evaluation.md`` (accuracy, macro-F1, out-of-scope and near-miss
 false accepts and the most frequent confusions, per language) and ``reports/evaluation.json``;
@@ -37,6 +38,15 @@ from bot.tools.datacheck import HOLDOUT_DIR, NEAR_MISS_DIR
 
 REPORTS = ROOT / "reports"
 REJECTIONS = {"out_of_scope", "nlu_fallback"}
+# The guards: the targets (issue 11) are 95% accuracy and at most 5% false accepts in every
+# language; not all languages reach them yet (README, "Measured"). These hold what is reached,
+# so that nothing gets worse (tests/test_nlu.py, and `bot publish` before a model goes live):
+# one held-out question moves a language by 4-5%.
+MIN_ACCURACY = 0.90
+MAX_OUT_OF_SCOPE_FALSE_ACCEPTS = 0.12
+# Questions that name a known thing but ask for what the brief does not give
+# ("who is the director of the department?"): tests/nlu_holdout/near_miss/.
+MAX_NEAR_MISS_FALSE_ACCEPTS = 0.10
 
 
 @dataclass
@@ -156,12 +166,36 @@ def markdown(results: dict[str, LanguageResult], model: Path) -> str:
     )
 
 
+def guard_failures(results: dict[str, LanguageResult]) -> list[str]:
+    """Each guard a model fails, one line per language and measure."""
+    found = []
+    for r in results.values():
+        if r.accuracy < MIN_ACCURACY:
+            found.append(f"{r.language}: held-out accuracy {r.accuracy:.1%} < {MIN_ACCURACY:.0%}")
+        if r.out_of_scope_false_accepts > MAX_OUT_OF_SCOPE_FALSE_ACCEPTS:
+            found.append(f"{r.language}: out-of-scope false accepts {r.out_of_scope_false_accepts:.1%} "
+                         f"> {MAX_OUT_OF_SCOPE_FALSE_ACCEPTS:.0%}")  # fmt: skip
+        if r.near_miss_false_accepts > MAX_NEAR_MISS_FALSE_ACCEPTS:
+            found.append(f"{r.language}: near-miss false accepts {r.near_miss_false_accepts:.1%} "
+                         f"> {MAX_NEAR_MISS_FALSE_ACCEPTS:.0%}")  # fmt: skip
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--guard", action="store_true", help="check the guards only (no report); exit 1 if one fails")
     args = parser.parse_args(argv)
     results = evaluate(args.model)
+    if args.guard:
+        failures = guard_failures(results)
+        for r in results.values():
+            print(f"{r.language}: accuracy {r.accuracy:.1%}, out-of-scope false accepts "
+                  f"{r.out_of_scope_false_accepts:.1%}, near misses {r.near_miss_false_accepts:.1%}")  # fmt: skip
+        for failure in failures:
+            print(f"guard failed: {failure}")
+        return 1 if failures else 0
     REPORTS.mkdir(exist_ok=True)
     (REPORTS / "evaluation.md").write_text(markdown(results, args.model), encoding="utf-8")
     (REPORTS / "evaluation.json").write_text(

@@ -21,6 +21,7 @@ elsewhere) and, on the same origin, the only URLs the page calls:
                                 -> {"messages": [...], "handoff": ref|null, "last": id}
     GET  /embed.js              a chat button and panel for another site (one <script> tag)
     GET  /api/health            this server is up (says nothing of Rasa)
+    /staff/...                  the staff console, behind a login (bot/channels/web/console.py)
 
 The channel's token stays in this process: the browser never sees it. The page
 makes its own sender id, ``web-`` and 128 random bits, so through this server one
@@ -46,12 +47,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from bot.channels.web import console as staff_console
 from bot.core.languages import registry
 from bot.core.limits import MAX_MESSAGE_CHARS
 from bot.core.rasa_client import RasaClient, RasaRefused, RasaUnavailable
 from bot.core.ratelimit import Busy, RateLimits, client_ip, trusted_proxies
 from bot.core.senders import is_web_sender
 from bot.core.texts import say, texts
+from bot.staff.service import Console
 
 logger = logging.getLogger(__name__)
 
@@ -67,6 +70,7 @@ FILES = {
     "/app.js": ("app.js", "text/javascript"),
     "/style.css": ("style.css", "text/css"),
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),
+    "/staff.css": ("staff.css", "text/css"),
 }
 # Only this origin's own files: no inline script, no CDN, no web font. Which
 # sites may embed the page in a frame: WEB_FRAME_ANCESTORS (default: its own origin).
@@ -315,8 +319,11 @@ class AccessLogger(AbstractAccessLogger):
 # --- the application ---------------------------------------------------------------
 
 
-def make_app(rasa_url: str, channel_token: str | None, limits: RateLimits | None = None) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
+def make_app(
+    rasa_url: str, channel_token: str | None, limits: RateLimits | None = None, console: Console | None = None
+) -> web.Application:
+    """The web chat; with ``console``, also the staff console at /staff/ (``bot.channels.web.console``)."""
+    app = web.Application(client_max_size=64 * 1024, middlewares=[staff_console.guard])
     app[RASA] = RasaClient(rasa_url, channel_token=channel_token)
     app[LIMITS] = limits or RateLimits.from_env()
     app[PROXIES] = trusted_proxies()
@@ -334,6 +341,8 @@ def make_app(rasa_url: str, channel_token: str | None, limits: RateLimits | None
     app.router.add_post("/api/message", message)
     app.router.add_get("/api/history/{sender}", history)
     app.router.add_get("/api/updates/{sender}", updates)
+    if console is not None:
+        staff_console.add_routes(app, console)
     return app
 
 
@@ -348,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     if not token:
         logger.warning("WEB_CHANNEL_TOKEN is not set: Rasa will refuse this server's messages (start it with bot run)")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines show conversation ids in URLs
-    app = make_app(args.rasa_url, token)
+    app = make_app(args.rasa_url, token, console=Console())
     web.run_app(app, host=args.host, port=args.port, print=None, access_log_class=AccessLogger)
     return 0
 
