@@ -16,6 +16,10 @@
     GET  /staff/usage.csv?figure=…    each figure's numbers
     GET  /staff/facts                 every fact of data/facts/department.yml, editable
     POST /staff/facts                 the changed facts, checked; errors next to the field
+    GET  /staff/handoffs              open hand-offs (talk to a person): the conversation, a reply box
+    POST /staff/handoffs/{ref}/take   this staff member takes the conversation
+    POST /staff/handoffs/{ref}/reply  text -> stored and delivered (Telegram, web chat, e-mail)
+    POST /staff/handoffs/{ref}/close  the conversation goes back to the bot; the user is told
     GET  /staff/audit                 the audit log (who, when, what)
     GET  /staff/publish               publish: progress, the publishes made, roll back
     POST /staff/publish               validate, train, guard, swap (in the background)
@@ -51,6 +55,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from aiohttp import web
 
+from bot.core.delivery import deliver, post_to_staff, smtp_settings
+from bot.core.handoff import HandoffNotFound, HandoffStore
 from bot.core.languages import registry
 from bot.core.ratelimit import client_ip, trusted_proxies
 from bot.core.storage import RequestNotFound, RequestStore, rows
@@ -107,6 +113,12 @@ UI = {
         "model": "Model", "changes": "What changed", "step": "Step", "seconds": "Seconds",
         "publish_help": "Checks the data, trains a new model in the background, checks it on the held-out "
                         "questions of every language, then puts it into the running bot without a restart.",
+        "handoffs": "Talk to a person", "reply": "Reply", "send": "Send", "take": "Take",
+        "taken_by": "taken by {name}", "waiting_staff": "waiting for the staff",
+        "replied": "Reply to {ref} stored: {delivery}.",
+        "handoff_closed": "{ref} is back with the bot; the user was told.",
+        "no_smtp": "SMTP_URL is not set: nothing is sent by e-mail.",
+        "authors": {"user": "User", "staff": "Staff", "bot": "Bot"},
         "reasons": {"fallback": "fallback", "out_of_scope": "out of scope", "low_confidence": "low confidence"},
         "statuses": {"open": "open", "assigned": "assigned", "todo": "to do", "ignored": "ignored", "all": "all"},
     },
@@ -136,6 +148,10 @@ UI = {
         "model": "模型", "changes": "改动", "step": "步骤", "seconds": "秒",
         "publish_help": "检查数据，在后台训练新模型，用各语言的保留测试问题检验，"
                         "然后在不重启的情况下替换正在运行的机器人的模型。",
+        "handoffs": "人工服务", "reply": "回复", "send": "发送", "take": "接手",
+        "taken_by": "由 {name} 接手", "waiting_staff": "等待工作人员", "replied": "已保存对 {ref} 的回复：{delivery}。",
+        "handoff_closed": "{ref} 已交还给机器人，并已通知用户。", "no_smtp": "未设置 SMTP_URL：不会发送电子邮件。",
+        "authors": {"user": "用户", "staff": "工作人员", "bot": "机器人"},
         "reasons": {"fallback": "未理解", "out_of_scope": "超出范围", "low_confidence": "置信度低"},
         "statuses": {"open": "待处理", "assigned": "已分配", "todo": "待办", "ignored": "已忽略", "all": "全部"},
     },
@@ -201,7 +217,8 @@ def page(request: web.Request, title: str, body: str, session: Session | None = 
     nav = ""
     if session is not None:
         links = [("/staff/", t["inbox"]), ("/staff/?status=todo", t["todo"]), ("/staff/answers", t["answers"]),
-                 ("/staff/facts", t["facts"]), ("/staff/publish", t["publish"]), ("/staff/requests", t["requests"]),
+                 ("/staff/facts", t["facts"]), ("/staff/publish", t["publish"]), ("/staff/handoffs", t["handoffs"]),
+                 ("/staff/requests", t["requests"]),
                  ("/staff/usage", t["usage"]), ("/staff/audit", t["audit"])]  # fmt: skip
         items = "".join(f'<li><a href="{E(href)}">{E(label)}</a></li>' for href, label in links)
         nav = (
@@ -840,5 +857,100 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_get("/staff/publish", publish_view)
     app.router.add_post("/staff/publish", publish_start)
     app.router.add_post("/staff/rollback", rollback)
+    app.router.add_get("/staff/handoffs", handoffs_view)
+    app.router.add_post("/staff/handoffs/{ref}/{action:take|reply|close}", handoff_action)
     app.router.add_get("/staff/api/inbox", api_inbox)
     app.router.add_post("/staff/api/inbox/{id}", api_decide)
+
+
+# --- talk to a person ----------------------------------------------------------------
+
+
+def _handoff_store(console: Console) -> HandoffStore:
+    return HandoffStore(RequestStore(console.url))
+
+
+async def handoffs_page(request: web.Request, notice: str = "") -> web.Response:
+    """The open hand-offs, newest activity first: each conversation and a reply box."""
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    store = _handoff_store(request.app[CONSOLE])
+
+    def load():
+        found = sorted(store.list_open(), key=lambda h: h.last_activity_at, reverse=True)
+        return [(h, store.messages(h.ref)) for h in found]
+
+    found = await asyncio.to_thread(load)
+    csrf = f'<input type="hidden" name="csrf" value="{E(session.csrf)}">'
+    parts = [] if smtp_settings() is not None else [f'<p class="notice">{E(t["no_smtp"])}</p>']
+    for handoff, messages in found:
+        state = t["taken_by"].format(name=handoff.taken_by) if handoff.taken_by else t["waiting_staff"]
+        lines = "".join(
+            f'<li class="{E(m.author)}"><span class="who">{E(t["authors"].get(m.author, m.author))}'
+            f"{' · ' + E(m.staff_name) if m.staff_name else ''} · {E(m.at.isoformat(' ', 'minutes'))}</span> "
+            f'<span lang="{E(m.language or handoff.lang)}">{E(m.text)}</span>'
+            f"{' <em>(' + E(m.delivery) + ')</em>' if m.delivery else ''}</li>"
+            for m in messages
+        )
+        action = f"/staff/handoffs/{E(handoff.ref)}"
+        take = (
+            ""
+            if handoff.taken_by == f"console:{session.username}"
+            else (
+                f'<form method="post" action="{action}/take">{csrf}<button type="submit">{E(t["take"])}</button></form>'
+            )
+        )
+        parts.append(
+            f'<section class="handoff" data-ref="{E(handoff.ref)}" aria-label="{E(handoff.ref)}">'
+            f"<h3>{E(handoff.ref)} · {E(handoff.channel)} · {E(handoff.lang)} · {E(state)}</h3><ol>{lines}</ol>"
+            f'<form method="post" action="{action}/reply">{csrf}<label>{E(t["reply"])} '
+            f'<textarea name="text" rows="3" maxlength="4000" required></textarea></label>'
+            f'<button type="submit">{E(t["send"])}</button></form>{take}'
+            f'<form method="post" action="{action}/close">{csrf}<button type="submit">{E(t["close"])}</button></form>'
+            "</section>"
+        )
+    if not found:
+        parts.append(f"<p>{E(t['none'])}</p>")
+    notice_html = f'<p class="notice" role="status">{E(notice)}</p>' if notice else ""
+    return page(request, t["handoffs"], notice_html + "".join(parts), session)
+
+
+async def handoffs_view(request: web.Request) -> web.Response:
+    return await handoffs_page(request, request.query.get("notice", "")[:300])
+
+
+async def handoff_action(request: web.Request) -> web.Response:
+    """Take, reply to or close a hand-off; a reply is delivered at once, as `bot requests reply` does."""
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    console: Console = request.app[CONSOLE]
+    ref, action = request.match_info["ref"], request.match_info["action"]
+    store = _handoff_store(console)
+    staff = f"console:{session.username}"
+    try:
+        handoff = await asyncio.to_thread(store.get, ref)
+    except HandoffNotFound:
+        raise web.HTTPNotFound(text="no such hand-off", headers=HEADERS) from None
+    if action == "take":
+        _, told = await asyncio.to_thread(store.take, handoff.ref, staff)
+        if told is not None:
+            await deliver(told, store)
+        notice = t["taken_by"].format(name=staff)
+    elif action == "reply":
+        text = str((await request.post()).get("text") or "").strip()[:4000]
+        if not text:
+            raise web.HTTPSeeOther("/staff/handoffs", headers=HEADERS)
+        message = await asyncio.to_thread(store.reply, handoff.ref, staff, text)
+        message = await deliver(message, store)
+        if handoff.staff_post_id is not None:
+            await post_to_staff(f"{handoff.ref} · reply from {staff}: {text}", reply_to=handoff.staff_post_id)
+        notice = t["replied"].format(ref=handoff.ref, delivery=message.delivery or "")
+    else:
+        closed = await asyncio.to_thread(store.close, handoff.ref, staff, "staff")
+        if closed is not None:
+            await deliver(closed, store)
+        if handoff.staff_post_id is not None:
+            await post_to_staff(f"{handoff.ref} closed by {staff}", reply_to=handoff.staff_post_id)
+        notice = t["handoff_closed"].format(ref=handoff.ref)
+    console.accounts.audit(session.username, f"handoff.{action}", handoff.ref)
+    raise web.HTTPSeeOther(f"/staff/handoffs?{urlencode({'notice': notice})}", headers=HEADERS)
