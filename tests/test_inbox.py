@@ -286,8 +286,9 @@ async def test_the_usage_and_requests_pages_show_the_figures_and_the_requests(se
 
     database = servers.env["DATABASE_URL"]
     chat = Chat(servers, f"usage-{os.urandom(6).hex()}")
+    unanswered = "on peut parler de mon dossier"  # the fallback, in no other test's inbox decision
     chat.ask("Where is the international office?")
-    chat.ask(FALLBACK_FR)
+    chat.ask(unanswered)
     ref = RequestStore(database).save(OfficeRequest(kind="question", email="ada@example.org",
                                                     details="=HYPERLINK(\"x\") fees?", language="en")).ref  # fmt: skip
     console = Console(database, nlu_dir=nlu_dir, domain=DOMAIN_FILE)
@@ -314,8 +315,8 @@ async def test_the_usage_and_requests_pages_show_the_figures_and_the_requests(se
             csv.DictReader(io.StringIO(await (await client.get("/staff/usage.csv?figure=per_day_language")).text()))
         )
         assert int(next(r for r in languages if r["day"] == today)["fr"]) >= 1
-        unanswered = await (await client.get("/staff/usage.csv?figure=top_unanswered")).text()
-        assert FALLBACK_FR in unanswered
+        top = await (await client.get("/staff/usage.csv?figure=top_unanswered")).text()
+        assert unanswered in top
 
         requests = await (await client.get("/staff/requests")).text()
         assert f'data-ref="{ref}"' in requests and "ada@example.org" in requests

@@ -6,7 +6,13 @@
     bot check   check the department data: facts, texts in every language,
                 training examples for every intent in every language
     bot requests list|show|close|purge
-                visit requests and questions for the office (see bot/staff.py)
+                visit requests and questions for the office (see bot/cli/staff.py)
+    bot staff add-user|list|remove
+                accounts of the staff console (http://localhost:8080/staff/)
+    bot inbox list|assign|todo|ignore
+                the questions the bot could not answer
+    bot publish / bot rollback
+                put the edited data live without a restart / the previous model and data back
     bot conversations purge --older-than DAYS
                 delete the conversations idle for more than DAYS days
     bot telegram set-webhook URL
@@ -66,6 +72,7 @@ def run(args: argparse.Namespace) -> int:
     print(f"""  curl -s {webhook} -H 'Content-Type: application/json' \\
        -d '{{"sender": "me", "message": "Where is the international office?"}}'""")
     print(f"  web chat: {servers.web_url}/   (Rasa's CORS: {servers.cors} only; set WEB_CORS_ORIGIN)")
+    print(f"  staff console: {servers.web_url}/staff/   (accounts: bot staff add-user NAME)")
     print("  Rasa's HTTP API: " + ("on, with RASA_AUTH_TOKEN" if token else "off (set RASA_AUTH_TOKEN to turn it on)"))
     print(
         f"  listening on {args.host} only"
