@@ -293,3 +293,39 @@ async def test_facts_are_edited_in_the_console_with_errors_next_to_the_field(cli
         "visitors.scholar_count: &#x27;800&#x27; -&gt; &#x27;801&#x27;"
         in await (await client.get("/staff/audit")).text()
     )
+
+
+# --- talk to a person: the console's hand-offs page ------------------------------------------
+
+
+async def test_staff_answer_a_handoff_in_the_console_and_close_it(client, database, monkeypatch):
+    monkeypatch.delenv("SMTP_URL", raising=False)
+    monkeypatch.delenv("TELEGRAM_STAFF_CHAT_ID", raising=False)
+    from bot.core.handoff import HandoffStore, timeout_minutes
+    from bot.core.storage import RequestStore
+    from bot.core.texts import say
+
+    store = HandoffStore(RequestStore(database))
+    sender = "web-" + os.urandom(12).hex()
+    handoff, _ = store.open(sender, "fr", transcript="user: Je voudrais parler à quelqu'un")
+    store.add_user_message(handoff.ref, "Bonjour, une question sur les visites")
+    assert (await client.get("/staff/handoffs", allow_redirects=False)).status == 303  # no session
+    await login(client)
+    listed = await (await client.get("/staff/handoffs")).text()
+    assert f'data-ref="{handoff.ref}"' in listed and "Bonjour, une question sur les visites" in listed
+    assert "SMTP_URL" in listed  # the console says that nothing goes by e-mail
+    forged = await client.post(f"/staff/handoffs/{handoff.ref}/reply", data={"csrf": "forged", "text": "x"})
+    assert forged.status == 403
+    csrf = await csrf_of(client)
+    answered = await client.post(f"/staff/handoffs/{handoff.ref}/reply", data={"csrf": csrf, "text": "Bonjour !"})
+    assert answered.status == 200 and "Bonjour !" in await answered.text()
+    (reply,) = [m for m in store.messages(handoff.ref) if m.author == "staff"]
+    assert (reply.text, reply.staff_name, reply.delivery) == ("Bonjour !", "console:li", "waiting")  # for the page
+    assert store.get(handoff.ref).taken_by == "console:li"
+    closed = await client.post(f"/staff/handoffs/{handoff.ref}/close", data={"csrf": csrf})
+    assert closed.status == 200 and f'data-ref="{handoff.ref}"' not in await closed.text()
+    assert not store.get(handoff.ref).is_open and store.active(sender) is None
+    told = store.messages(handoff.ref)[-1]
+    assert told.text == say("handoff_closed", "fr", ref=handoff.ref, minutes=f"{timeout_minutes():g}")
+    audit = await (await client.get("/staff/audit")).text()
+    assert "handoff.reply" in audit and "handoff.close" in audit
