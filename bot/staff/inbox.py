@@ -128,6 +128,23 @@ def _language(text: str, hint: object) -> str:
     return found if found in reg.languages else reg.normalize(hint) or reg.default
 
 
+def user_and_bot_events(engine: sa.engine.Engine, since: dt.datetime | None = None):
+    """The query of every user and bot event in Rasa's tracker store (since ``since``), one
+    conversation after another in order: (sender_id, type_name, timestamp, data). None when
+    the tracker store has no table yet."""
+    if not sa.inspect(engine).has_table("events"):
+        return None
+    events = sa.Table("events", sa.MetaData(), autoload_with=engine)
+    query = (
+        sa.select(events.c.sender_id, events.c.type_name, events.c.timestamp, events.c.data)
+        .where(events.c.type_name.in_(("user", "bot")))
+        .order_by(events.c.sender_id, events.c.id)
+    )
+    if since is not None:
+        query = query.where(events.c.timestamp >= since.replace(tzinfo=dt.timezone.utc).timestamp())
+    return query
+
+
 class Inbox:
     """The unanswered messages of the bot's database, grouped, and the staff's decisions on them."""
 
@@ -137,16 +154,9 @@ class Inbox:
 
     def messages(self, since: dt.datetime | None = None) -> list[Message]:
         """Every unanswered user message (since ``since``), with the language the bot answered it in."""
-        if not sa.inspect(self.engine).has_table("events"):
+        query = user_and_bot_events(self.engine, since)
+        if query is None:
             return []
-        events = sa.Table("events", sa.MetaData(), autoload_with=self.engine)
-        query = (
-            sa.select(events.c.sender_id, events.c.type_name, events.c.timestamp, events.c.data)
-            .where(events.c.type_name.in_(("user", "bot")))
-            .order_by(events.c.sender_id, events.c.id)
-        )
-        if since is not None:
-            query = query.where(events.c.timestamp >= since.replace(tzinfo=dt.timezone.utc).timestamp())
         found: list[Message] = []
         waiting: Message | None = None  # an unanswered message waiting for the language of its reply
         with self.engine.connect() as connection:

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from bot.core.languages import registry
 from bot.core.senders import channel_of
-from bot.staff.inbox import FALLBACK, OUT_OF_SCOPE
+from bot.staff.inbox import FALLBACK, OUT_OF_SCOPE, user_and_bot_events
 
 OUTCOMES = ("answered", "fallback", "out_of_scope")
 COLOURS = ["#0b4f96", "#b45309", "#1e7b34", "#7b2cbf", "#a4161a", "#0e7490", "#4b5563", "#be185d"]
@@ -53,16 +53,9 @@ class Usage:
 
 def usage(engine: sa.engine.Engine, since: dt.datetime | None = None) -> Usage:
     found = Usage()
-    if not sa.inspect(engine).has_table("events"):
+    query = user_and_bot_events(engine, since)
+    if query is None:
         return found
-    events = sa.Table("events", sa.MetaData(), autoload_with=engine)
-    query = (
-        sa.select(events.c.sender_id, events.c.type_name, events.c.timestamp, events.c.data)
-        .where(events.c.type_name.in_(("user", "bot")))
-        .order_by(events.c.sender_id, events.c.id)
-    )
-    if since is not None:
-        query = query.where(events.c.timestamp >= since.replace(tzinfo=dt.timezone.utc).timestamp())
     languages = registry().languages
     waiting: dict | None = None
     counted: list[dict] = []
