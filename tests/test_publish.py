@@ -29,15 +29,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import expect, sync_playwright
+from playwright.sync_api import expect
 
 from bot.core.paths import MODEL, ROOT
 from bot.core.texts import say
-from bot.tools.screenshot import launch
 
+from . import test_web
 from .conftest import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.model]
+browser = test_web.browser  # the fixture: one Chromium per module
 
 NOT_COPIED = (".git", ".venv", "models", "var", "reports", "__pycache__", ".ruff_cache", ".pytest_cache")
 PASSWORD = "a long staff passphrase"
@@ -120,14 +121,6 @@ def project(tmp_path_factory: pytest.TempPathFactory, model: Path):
     running.start()
     yield running
     running.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
 
 
 def fallback(language: str = "fr") -> str:
