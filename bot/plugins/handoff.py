@@ -67,6 +67,8 @@ async def intercept(sender: str, text: str, store: HandoffStore | None = None) -
     """The hand-off's part of a user's message (see the module's docstring)."""
     store = store or handoffs()
     turn = Turn()
+    if await _run(store.active, sender) is None:  # most messages: no hand-off, one query
+        return turn
     for notice in await _run(store.expire, sender):
         turn.notices.append({"text": notice.text, "language": notice.language})
         await _run(store.set_delivery, notice.id, DELIVERED, "shown before the bot's next reply")

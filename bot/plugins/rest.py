@@ -134,6 +134,8 @@ async def erase_conversation(tracker_store: Any, sender: str) -> None:
         logger.warning("forget me: the tracker store %s keeps no SQL engine", type(store).__name__)
         return
     await asyncio.get_running_loop().run_in_executor(None, functools.partial(erase_sender, sender, engine=engine))
+    if hasattr(store, "forget"):
+        store.forget(sender)
 
 
 async def checked_intercept(sender: str, text: str) -> Turn:

@@ -18,7 +18,15 @@ action. Rasa replays those events, its rules look at them and the action server
 is sent them, so none of that grows with the conversation. Every event is still
 stored; the history, the tracker API and "forget me" read the whole
 conversation (``retrieve_full_tracker``). Saving appends the events added since
-the tracker was read, without counting the stored ones.
+the tracker was read, in one statement, without counting the stored ones.
+
+Between two messages of a conversation its tracker stays in memory (the last
+``CACHED_CONVERSATIONS`` conversations): the next message costs one indexed query
+(the conversation's latest event id) instead of reading and replaying its events.
+The query makes the copy safe whoever else writes: another replica, "forget me",
+the staff's erasure; when the stored conversation is not what the copy was saved
+as, it is read again. A retrieved copy leaves the cache (its owner changes it),
+and comes back when it is saved.
 """
 
 from __future__ import annotations
@@ -26,26 +34,34 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+from collections import OrderedDict
 from collections.abc import Generator, Iterator
 from typing import Any
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore, create_engine_kwargs, ensure_schema_exists
+from rasa.shared.core.events import UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
-from bot.core.database import connection_arguments, database_url
+from bot.core.database import connection_arguments, database_url, sqlite_pool
 
 # User messages (with the bot's answers to them) that Rasa sees in full. Rules look one or two
-# turns back and the actions the previous user message; ten is ample.
-RECENT_TURNS = 10
+# turns back, the actions at most the previous user message, the staff's post of a hand-off the
+# last six messages (three turns): five is ample. Each message's cost grows with this number (the
+# rules' states, the copies of the tracker, the tracker sent to the action server).
+RECENT_TURNS = 5
 # Events whose latest occurrence before the recent part still counts: the form, paused or not.
 LATEST_OF_KIND = ({"active_loop"}, {"pause", "resume"}, {"action"})
 # Events after which older state no longer applies: then the whole session is read (rare).
 RESETS = ("restart", "reset_slots", "rewind", "undo")
 # The PostgreSQL advisory lock held while the tracker store creates its database and table.
 SCHEMA_LOCK = 0x6E6A7074  # "njpt"
-# How many events of the conversation the tracker held when it was read or last saved.
+# How many events of the conversation the tracker held when it was read or last saved, and the id
+# of the conversation's latest stored event then.
 STORED = "_njupt_stored_events"
+LATEST = "_njupt_latest_event_id"
+# Conversations whose tracker is kept in memory between messages (the least recent leaves first).
+CACHED_CONVERSATIONS = 1000
 
 
 def _write_ahead(connection: Any, _record: Any) -> None:
@@ -88,10 +104,18 @@ class EnvSQLTrackerStore(SQLTrackerStore):
             super().__init__(domain=domain, event_broker=event_broker, **connection_arguments(database_url()), **kwargs)
         url = self.engine.url
         self.engine.dispose()
-        self.engine = sa.create_engine(url, hide_parameters=True, **create_engine_kwargs(url))
-        if self.engine.dialect.name == "sqlite":
+        sqlite = url.get_backend_name() == "sqlite"
+        options = sqlite_pool() if sqlite else create_engine_kwargs(url)
+        self.engine = sa.create_engine(url, hide_parameters=True, **options)
+        if sqlite:
             sa.event.listen(self.engine, "connect", _write_ahead)
         self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
+        self._saved: OrderedDict[str, DialogueStateTracker] = OrderedDict()  # sender id -> its tracker as saved
+        self._unstored: set[str] = set()  # conversations found empty, whose first save appends all
+
+    def _latest_id(self, session: Any, sender_id: str) -> int | None:
+        event = self.SQLEvent
+        return session.query(sa.func.max(event.id)).filter(event.sender_id == sender_id).scalar()
 
     def _recent_rows(self, session: Any, sender_id: str) -> list[Any]:
         """The rows Rasa needs of the latest session, in order (see the module's docstring)."""
@@ -120,22 +144,85 @@ class EnvSQLTrackerStore(SQLTrackerStore):
         if fetch_events_from_all_sessions:
             return await super()._retrieve(sender_id, fetch_events_from_all_sessions)
         with self.session_scope() as session:
-            rows = self._recent_rows(session, sender_id)
+            latest = self._latest_id(session, sender_id)
+            tracker = self._saved.pop(sender_id, None)
+            if (
+                tracker is not None
+                and getattr(tracker, LATEST) == latest
+                and getattr(tracker, STORED) == len(tracker.events)
+            ):
+                return tracker  # as saved (a turn that failed after changing it does not count)
+            rows = self._recent_rows(session, sender_id) if latest is not None else []
+        if latest is None and len(self._unstored) < CACHED_CONVERSATIONS:
+            self._unstored.add(sender_id)
         if not self.domain or not rows:
             return None
         tracker = DialogueStateTracker.from_dict(sender_id, [json.loads(row.data) for row in rows], self.domain.slots)
         setattr(tracker, STORED, len(tracker.events))
+        setattr(tracker, LATEST, latest)
         return tracker
+
+    def forget(self, sender_id: str) -> None:
+        """Drops the conversation's copy in memory (its events have been erased)."""
+        self._saved.pop(sender_id, None)
 
     def _additional_events(self, session: Any, tracker: DialogueStateTracker) -> Iterator:
         stored = getattr(tracker, STORED, None)
-        if stored is None:  # a tracker made elsewhere (a new conversation, the tracker API): count
+        if stored is None and tracker.sender_id in self._unstored:
+            stored = 0  # a new conversation (Rasa's create_tracker)
+        if stored is None:  # a tracker made elsewhere (the tracker API): count
             return super()._additional_events(session, tracker)
         return itertools.islice(tracker.events, stored, len(tracker.events))
 
     async def save(self, tracker: DialogueStateTracker) -> None:
-        await super().save(tracker)
+        """Rasa's, with the new events appended in one statement; then the tracker is kept as saved."""
+        await self.stream_events(tracker)
+        sender_id = tracker.sender_id
+        with self.session_scope() as session:
+            rows = [self._row(sender_id, event) for event in self._additional_events(session, tracker)]
+            latest = self._append(session, rows) if rows else getattr(tracker, LATEST, None)
+            if latest is None:
+                latest = self._latest_id(session, sender_id)
+            session.commit()
+        self._unstored.discard(sender_id)
         setattr(tracker, STORED, len(tracker.events))
+        setattr(tracker, LATEST, latest)
+        self._keep(tracker)
+
+    def _append(self, session: Any, rows: list[dict[str, Any]]) -> int:
+        """Inserts the rows, a hundred per statement; the id of the last."""
+        table = self.SQLEvent.__table__
+        dialect = self.engine.dialect.name
+        for start in range(0, len(rows), 100):
+            insert = table.insert().values(rows[start : start + 100])
+            if dialect == "postgresql":
+                latest = max(session.execute(insert.returning(table.c.id)).scalars())
+            elif dialect == "sqlite":
+                latest = session.execute(insert).lastrowid  # of the statement's last row
+            else:
+                session.execute(insert)
+                latest = self._latest_id(session, rows[0]["sender_id"])
+        return latest
+
+    @staticmethod
+    def _row(sender_id: str, event: Any) -> dict[str, Any]:
+        """The events table's row of one event, as Rasa's ``save`` writes it."""
+        data = event.as_dict()
+        intent = ((data.get("parse_data") or {}).get("intent") or {}).get("name")
+        return {"sender_id": sender_id, "type_name": event.type_name, "timestamp": data.get("timestamp"),
+                "intent_name": intent, "action_name": data.get("name"), "data": json.dumps(data)}  # fmt: skip
+
+    def _keep(self, tracker: DialogueStateTracker) -> None:
+        """Keeps the saved tracker for the conversation's next message, unless it has grown past
+        twice the recent part (then the next message reads the recent part again)."""
+        turns = sum(isinstance(event, UserUttered) for event in tracker.events)
+        if getattr(tracker, LATEST) is None or turns > 2 * RECENT_TURNS:
+            self._saved.pop(tracker.sender_id, None)
+            return
+        self._saved[tracker.sender_id] = tracker
+        self._saved.move_to_end(tracker.sender_id)
+        while len(self._saved) > CACHED_CONVERSATIONS:
+            self._saved.popitem(last=False)
 
     @contextlib.contextmanager
     def session_scope(self) -> Generator[sa.orm.Session, None, None]:
