@@ -34,7 +34,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Generator, Iterator
 from typing import Any
 
@@ -52,6 +52,8 @@ from bot.core.database import connection_arguments, database_url, sqlite_pool
 RECENT_TURNS = 5
 # Events whose latest occurrence before the recent part still counts: the form, paused or not.
 LATEST_OF_KIND = ({"active_loop"}, {"pause", "resume"}, {"action"})
+# Events of the session's start that the latest of their kind replaces.
+REPLACED = ("slot", *set().union(*LATEST_OF_KIND))
 # Events after which older state no longer applies: then the whole session is read (rare).
 RESETS = ("restart", "reset_slots", "rewind", "undo")
 # The PostgreSQL advisory lock held while the tracker store creates its database and table.
@@ -95,6 +97,30 @@ def _one_at_a_time(url: str) -> Generator[None, None, None]:
         engine.dispose()
 
 
+def recent_part(events: list[Any]) -> list[Any] | None:
+    """What ``EnvSQLTrackerStore._recent_rows`` reads, taken from a tracker's events in memory: the
+    latest session's start, what its older part left behind and its last ``RECENT_TURNS`` user
+    messages with what followed; None when a reset in the older part makes all of it count."""
+    starts = [i for i, event in enumerate(events) if event.type_name == "session_started"]
+    start = starts[-1] if starts else 0
+    users = [i for i in range(start, len(events)) if events[i].type_name == "user"]
+    if len(users) <= RECENT_TURNS:
+        return events[start:]
+    cut, first_user = users[-RECENT_TURNS], users[0]
+    older = range(start, cut)
+    if any(events[i].type_name in RESETS for i in older):
+        return None
+    # The session's start, without what the latest of each kind below replaces: trimming again
+    # and again keeps the same number of events.
+    keep = {i for i in range(start, first_user) if events[i].type_name not in REPLACED}
+    latest_slot = {events[i].key: i for i in older if events[i].type_name == "slot"}
+    keep.update(latest_slot.values())
+    for kinds in LATEST_OF_KIND:
+        found = [i for i in older if events[i].type_name in kinds]
+        keep.update(found[-1:])
+    return [events[i] for i in sorted(keep)] + events[cut:]
+
+
 class EnvSQLTrackerStore(SQLTrackerStore):
     """Rasa's SQL tracker store on the database named by ``DATABASE_URL``; reads the recent part."""
 
@@ -112,10 +138,13 @@ class EnvSQLTrackerStore(SQLTrackerStore):
         self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
         self._saved: OrderedDict[str, DialogueStateTracker] = OrderedDict()  # sender id -> its tracker as saved
         self._unstored: set[str] = set()  # conversations found empty, whose first save appends all
+        table = self.SQLEvent.__table__
+        self._latest_query = sa.select(sa.func.max(table.c.id)).where(table.c.sender_id == sa.bindparam("sender_id"))
+        self._insert = table.insert()
 
-    def _latest_id(self, session: Any, sender_id: str) -> int | None:
-        event = self.SQLEvent
-        return session.query(sa.func.max(event.id)).filter(event.sender_id == sender_id).scalar()
+    def _latest_id(self, connection: Any, sender_id: str) -> int | None:
+        """The id of the conversation's latest stored event (one indexed query, compiled once)."""
+        return connection.execute(self._latest_query, {"sender_id": sender_id}).scalar()
 
     def _recent_rows(self, session: Any, sender_id: str) -> list[Any]:
         """The rows Rasa needs of the latest session, in order (see the module's docstring)."""
@@ -131,7 +160,9 @@ class EnvSQLTrackerStore(SQLTrackerStore):
         if older is None or session.query(event.id).filter(*older, event.type_name.in_(RESETS)).first():
             return session.query(event).filter(*in_session).order_by(event.id).all()
         first_user = session.query(sa.func.min(event.id)).filter(*in_session, event.type_name == "user").scalar()
-        ids = [row[0] for row in session.query(event.id).filter(*in_session, event.id < first_user)]  # its start
+        # the session's start, but for what the latest of each kind below replaces
+        start_rows = session.query(event.id).filter(*in_session, event.id < first_user)
+        ids = [row[0] for row in start_rows.filter(event.type_name.notin_(REPLACED))]
         slots = session.query(sa.func.max(event.id)).filter(*older, event.type_name == "slot")
         ids += [row[0] for row in slots.group_by(event.action_name)]
         for kinds in LATEST_OF_KIND:
@@ -143,16 +174,16 @@ class EnvSQLTrackerStore(SQLTrackerStore):
     async def _retrieve(self, sender_id: str, fetch_events_from_all_sessions: bool) -> DialogueStateTracker | None:
         if fetch_events_from_all_sessions:
             return await super()._retrieve(sender_id, fetch_events_from_all_sessions)
-        with self.session_scope() as session:
-            latest = self._latest_id(session, sender_id)
-            tracker = self._saved.pop(sender_id, None)
-            if (
-                tracker is not None
-                and getattr(tracker, LATEST) == latest
-                and getattr(tracker, STORED) == len(tracker.events)
-            ):
-                return tracker  # as saved (a turn that failed after changing it does not count)
-            rows = self._recent_rows(session, sender_id) if latest is not None else []
+        with self.engine.connect() as connection:
+            latest = self._latest_id(connection, sender_id)
+        tracker = self._saved.pop(sender_id, None)
+        saved_as = (getattr(tracker, LATEST, None), getattr(tracker, STORED, None))
+        if tracker is not None and saved_as == (latest, len(tracker.events)):
+            return tracker  # as saved (a turn that failed after changing it does not count)
+        rows = []
+        if latest is not None:
+            with self.session_scope() as session:
+                rows = self._recent_rows(session, sender_id)
         if latest is None and len(self._unstored) < CACHED_CONVERSATIONS:
             self._unstored.add(sender_id)
         if not self.domain or not rows:
@@ -166,43 +197,37 @@ class EnvSQLTrackerStore(SQLTrackerStore):
         """Drops the conversation's copy in memory (its events have been erased)."""
         self._saved.pop(sender_id, None)
 
-    def _additional_events(self, session: Any, tracker: DialogueStateTracker) -> Iterator:
+    def _new_events(self, tracker: DialogueStateTracker) -> list[Any] | None:
+        """The events added since the tracker was read or saved; None when that is not known."""
         stored = getattr(tracker, STORED, None)
         if stored is None and tracker.sender_id in self._unstored:
             stored = 0  # a new conversation (Rasa's create_tracker)
-        if stored is None:  # a tracker made elsewhere (the tracker API): count
-            return super()._additional_events(session, tracker)
-        return itertools.islice(tracker.events, stored, len(tracker.events))
+        return None if stored is None else list(itertools.islice(tracker.events, stored, len(tracker.events)))
+
+    def _additional_events(self, session: Any, tracker: DialogueStateTracker) -> Iterator:
+        new = self._new_events(tracker)
+        return super()._additional_events(session, tracker) if new is None else iter(new)
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Rasa's, with the new events appended in one statement; then the tracker is kept as saved."""
         await self.stream_events(tracker)
         sender_id = tracker.sender_id
-        with self.session_scope() as session:
-            rows = [self._row(sender_id, event) for event in self._additional_events(session, tracker)]
-            latest = self._append(session, rows) if rows else getattr(tracker, LATEST, None)
-            if latest is None:
-                latest = self._latest_id(session, sender_id)
-            session.commit()
+        new = self._new_events(tracker)
+        if new is None:  # a tracker made elsewhere (the tracker API): count the stored events
+            with self.session_scope() as session:
+                new = list(super()._additional_events(session, tracker))
+        rows = [self._row(sender_id, event) for event in new]
+        latest = getattr(tracker, LATEST, None)
+        if rows or latest is None:
+            with self.engine.begin() as connection:
+                if rows:
+                    connection.execute(self._insert, rows)  # executemany: one statement, compiled once
+                # The lock store keeps other replicas off this conversation: the latest is ours.
+                latest = self._latest_id(connection, sender_id)
         self._unstored.discard(sender_id)
         setattr(tracker, STORED, len(tracker.events))
         setattr(tracker, LATEST, latest)
         self._keep(tracker)
-
-    def _append(self, session: Any, rows: list[dict[str, Any]]) -> int:
-        """Inserts the rows, a hundred per statement; the id of the last."""
-        table = self.SQLEvent.__table__
-        dialect = self.engine.dialect.name
-        for start in range(0, len(rows), 100):
-            insert = table.insert().values(rows[start : start + 100])
-            if dialect == "postgresql":
-                latest = max(session.execute(insert.returning(table.c.id)).scalars())
-            elif dialect == "sqlite":
-                latest = session.execute(insert).lastrowid  # of the statement's last row
-            else:
-                session.execute(insert)
-                latest = self._latest_id(session, rows[0]["sender_id"])
-        return latest
 
     @staticmethod
     def _row(sender_id: str, event: Any) -> dict[str, Any]:
@@ -213,12 +238,19 @@ class EnvSQLTrackerStore(SQLTrackerStore):
                 "intent_name": intent, "action_name": data.get("name"), "data": json.dumps(data)}  # fmt: skip
 
     def _keep(self, tracker: DialogueStateTracker) -> None:
-        """Keeps the saved tracker for the conversation's next message, unless it has grown past
-        twice the recent part (then the next message reads the recent part again)."""
-        turns = sum(isinstance(event, UserUttered) for event in tracker.events)
-        if getattr(tracker, LATEST) is None or turns > 2 * RECENT_TURNS:
+        """Keeps the saved tracker for the conversation's next message. Once it holds twice the
+        recent part, its older part is dropped in memory as ``_recent_rows`` drops it in SQL, so
+        the tracker Rasa works on stays the same size however long the conversation."""
+        if getattr(tracker, LATEST) is None:
             self._saved.pop(tracker.sender_id, None)
             return
+        if sum(isinstance(event, UserUttered) for event in tracker.events) > 2 * RECENT_TURNS:
+            kept = recent_part(list(tracker.events))
+            if kept is None:  # a reset in the older part: the next message reads the session again
+                self._saved.pop(tracker.sender_id, None)
+                return
+            tracker.events = deque(kept)  # the state (slots, form, latest message) is unchanged
+            setattr(tracker, STORED, len(kept))
         self._saved[tracker.sender_id] = tracker
         self._saved.move_to_end(tracker.sender_id)
         while len(self._saved) > CACHED_CONVERSATIONS:

@@ -1,0 +1,142 @@
+"""The tracker store (bot/plugins/stores.py): the recent part Rasa works on, read from SQL or kept in
+memory, gives the same state as the whole conversation, stays the same size however long the
+conversation, and a copy kept in memory is never used once the stored conversation has changed."""
+
+import asyncio
+import json
+
+import pytest
+import sqlalchemy as sa
+from rasa.shared.core.domain import Domain
+from rasa.shared.core.events import (
+    ActionExecuted,
+    ActiveLoop,
+    BotUttered,
+    Restarted,
+    SessionStarted,
+    SlotSet,
+    UserUttered,
+)
+from rasa.shared.core.trackers import DialogueStateTracker
+
+from bot.plugins.stores import RECENT_TURNS, EnvSQLTrackerStore, recent_part
+
+DOMAIN = Domain.from_dict(
+    {
+        "intents": ["greet", "ask_address"],
+        "slots": {
+            "language": {"type": "text", "influence_conversation": False, "mappings": [{"type": "custom"}]},
+            "visitor_name": {"type": "text", "influence_conversation": False, "mappings": [{"type": "custom"}]},
+        },
+        "forms": {"visit_form": {"required_slots": ["visitor_name"]}},
+        "actions": ["action_answer_question"],
+    }
+)
+
+
+def turn(number: int, language: str | None = None) -> list:
+    """One user message and the bot's answer to it, as Rasa stores them."""
+    events = [
+        UserUttered(f"question {number}", {"name": "ask_address", "confidence": 0.9}),
+        ActionExecuted("action_answer_question"),
+        BotUttered(f"answer {number}"),
+    ]
+    if language:
+        events.append(SlotSet("language", language))
+    return [*events, ActionExecuted("action_listen")]
+
+
+def conversation(turns: int) -> list:
+    """A session: the language chosen at turn 1, a form started at turn 2, then questions."""
+    events = [ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen")]
+    events += turn(0)
+    events += turn(1, language="ru")
+    events += [UserUttered("visit", {"name": "greet"}), ActionExecuted("visit_form"), ActiveLoop("visit_form")]
+    events += [SlotSet("visitor_name", "Grace"), ActionExecuted("action_listen")]
+    for number in range(3, turns):
+        events += turn(number)
+    return events
+
+
+def state(events: list) -> tuple:
+    tracker = DialogueStateTracker.from_events("s", events, DOMAIN.slots)
+    return (tracker.current_slot_values(), tracker.active_loop_name, tracker.latest_message.text,
+            tracker.latest_action_name, tracker.is_paused())  # fmt: skip
+
+
+@pytest.mark.parametrize("turns", [RECENT_TURNS - 1, RECENT_TURNS + 1, 4 * RECENT_TURNS, 200])
+def test_the_recent_part_in_memory_has_the_whole_conversations_state(turns):
+    events = conversation(turns)
+    part = recent_part(events)
+    assert state(part) == state(events)
+    assert sum(isinstance(e, UserUttered) for e in part) == min(RECENT_TURNS, turns)
+    assert part[-len(turn(0)) :] == events[-len(turn(0)) :]  # the latest turns as they were
+
+
+def test_trimming_again_and_again_keeps_the_same_size():
+    events, sizes = conversation(2 * RECENT_TURNS), []
+    for number in range(2 * RECENT_TURNS, 400):
+        events = recent_part(events + turn(number, language="fr" if number % 7 == 0 else None))
+        sizes.append(len(events))
+    assert max(sizes[-100:]) == max(sizes[:100])
+    assert state(events)[0]["language"] == "fr" and state(events)[1] == "visit_form"
+
+
+def test_a_reset_in_the_older_part_makes_the_whole_session_count():
+    events = conversation(3 * RECENT_TURNS)
+    events.insert(len(conversation(3)), Restarted())
+    assert recent_part(events) is None
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+    made = EnvSQLTrackerStore(domain=DOMAIN)
+    yield made
+    made.engine.dispose()
+
+
+def stored_count(store, sender: str) -> int:
+    with store.engine.connect() as connection:
+        return connection.execute(sa.text("SELECT count(*) FROM events WHERE sender_id = :s"), {"s": sender}).scalar()
+
+
+def test_the_part_read_from_sql_and_the_part_kept_in_memory_agree(store):
+    tracker = DialogueStateTracker.from_events("long", conversation(4 * RECENT_TURNS), DOMAIN.slots)
+    asyncio.run(store.save(tracker))
+    kept = asyncio.run(store.retrieve("long"))  # the copy kept in memory, trimmed
+    store.forget("long")
+    read = asyncio.run(store.retrieve("long"))  # read again from SQL
+    assert [e.as_dict() for e in kept.events] == [e.as_dict() for e in read.events]
+    assert stored_count(store, "long") == len(conversation(4 * RECENT_TURNS))  # every event is stored
+
+
+def test_each_save_appends_only_the_new_events_and_a_long_conversation_stays_small(store):
+    tracker = DialogueStateTracker.from_events("growing", conversation(3), DOMAIN.slots)
+    asyncio.run(store.save(tracker))
+    stored = len(conversation(3))
+    for number in range(3, 60):
+        tracker = asyncio.run(store.retrieve("growing"))
+        for event in turn(number):
+            tracker.update(event)
+        asyncio.run(store.save(tracker))
+        stored += len(turn(number))
+        assert stored_count(store, "growing") == stored
+    assert len(asyncio.run(store.retrieve("growing")).events) < 3 * RECENT_TURNS * len(turn(0))
+    full = asyncio.run(store.retrieve_full_tracker("growing"))
+    assert [e.text for e in full.events if isinstance(e, UserUttered)][-1] == "question 59"
+
+
+def test_a_copy_in_memory_is_not_used_once_the_stored_conversation_changed(store):
+    asyncio.run(store.save(DialogueStateTracker.from_events("erased", conversation(4), DOMAIN.slots)))
+    with store.engine.begin() as connection:  # the staff erase it from another process
+        connection.execute(sa.text("DELETE FROM events WHERE sender_id = 'erased'"))
+    assert asyncio.run(store.retrieve("erased")) is None
+
+    asyncio.run(store.save(DialogueStateTracker.from_events("other", conversation(4), DOMAIN.slots)))
+    with store.engine.begin() as connection:  # another replica answers the next message
+        connection.execute(
+            sa.text("INSERT INTO events (sender_id, type_name, timestamp, data) VALUES ('other', 'slot', 1, :d)"),
+            {"d": json.dumps(SlotSet("language", "fr").as_dict())},
+        )
+    assert asyncio.run(store.retrieve("other")).get_slot("language") == "fr"
