@@ -26,7 +26,8 @@ Between two messages of a conversation its tracker stays in memory (the last
 The query makes the copy safe whoever else writes: another replica, "forget me",
 the staff's erasure; when the stored conversation is not what the copy was saved
 as, it is read again. A retrieved copy leaves the cache (its owner changes it),
-and comes back when it is saved.
+and comes back when it is saved, cut to the recent part exactly as the SQL read
+cuts it (``recent_part``).
 """
 
 from __future__ import annotations
@@ -238,13 +239,13 @@ class EnvSQLTrackerStore(SQLTrackerStore):
                 "intent_name": intent, "action_name": data.get("name"), "data": json.dumps(data)}  # fmt: skip
 
     def _keep(self, tracker: DialogueStateTracker) -> None:
-        """Keeps the saved tracker for the conversation's next message. Once it holds twice the
-        recent part, its older part is dropped in memory as ``_recent_rows`` drops it in SQL, so
-        the tracker Rasa works on stays the same size however long the conversation."""
+        """Keeps the saved tracker for the conversation's next message, with its older part dropped
+        in memory as ``_recent_rows`` drops it in SQL: the tracker Rasa works on stays the same
+        size however long the conversation, and the next message finds what a read would give."""
         if getattr(tracker, LATEST) is None:
             self._saved.pop(tracker.sender_id, None)
             return
-        if sum(isinstance(event, UserUttered) for event in tracker.events) > 2 * RECENT_TURNS:
+        if sum(isinstance(event, UserUttered) for event in tracker.events) > RECENT_TURNS:
             kept = recent_part(list(tracker.events))
             if kept is None:  # a reset in the older part: the next message reads the session again
                 self._saved.pop(tracker.sender_id, None)
