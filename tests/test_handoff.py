@@ -180,6 +180,51 @@ def test_rest_the_bot_stays_quiet_also_after_a_rasa_restart(own_servers):
     assert "210003" in user.ask("Quelle est l'adresse postale du bureau ?")
 
 
+NAMES = {"en": "Ada Lovelace", "zh-Hans": "李华", "zh-Hant": "李華", "ru": "Иван Петров", "fr": "Marie Curie"}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_rest_asking_for_a_person_in_the_middle_of_a_visit_request(language, chat, servers):
+    user = chat(language_hint=language)
+    assert user.ask("/request_visit").endswith(say("form_ask_visitor_name", language))
+    assert user.ask(NAMES[language]) == say("form_ask_institution", language)
+    left = user.send(ASK_FOR_A_PERSON[language])  # not taken as the institution
+    ref = left[-1].get("handoff")
+    assert [r["text"] for r in left] == [say("handoff_form_stopped", language),
+                                         say("handoff_opened", language, ref=ref, where=say("handoff_where_chat", language))]  # fmt: skip
+    assert {r["language"] for r in left} == {language}
+    store = HandoffStore(storage.RequestStore(servers.env["DATABASE_URL"]))
+    request = store.request(ref)
+    assert request.kind == "handoff" and request.sender_id == user.sender
+    assert f"{say('field_visitor_name', 'en')}: {NAMES[language]}" in request.details  # the staff see the answers
+    assert not [r for r in store.requests.list() if r.sender_id == user.sender and r.kind == "visit"]
+    # the staff have the conversation now, exactly as outside a form
+    assert user.ask("Université de Lyon") == say("handoff_relayed", language, ref=ref)
+    assert [m.text for m in store.messages(ref)] == ["Université de Lyon"]
+    assert user.ask("/bot") == say("handoff_ended_by_user", language, ref=ref)
+    # the form was left, its answers emptied: a new request starts from the first question
+    assert user.ask("/request_visit") == say("form_visit_start", language) + "\n" + say(
+        "form_ask_visitor_name", language
+    )
+
+
+@pytest.mark.e2e
+def test_rest_asking_for_a_person_while_passing_a_question_on(chat, servers):
+    user = chat(language_hint="ru")
+    offer = user.send("Сколько стоит обучение в магистратуре?")
+    assert offer[-1]["text"] == say("question_offer", "ru"), offer
+    assert user.ask("/affirm") == say("form_ask_office_email", "ru")
+    left = user.send("позовите оператора")
+    ref = left[-1]["handoff"]
+    assert [r["text"] for r in left][0] == say("handoff_form_stopped", "ru")
+    assert left[-1]["text"] == say("handoff_opened", "ru", ref=ref, where=say("handoff_where_chat", "ru"))
+    assert user.ask("ivan@example.org") == say("handoff_relayed", "ru", ref=ref)  # relayed, not stored as the e-mail
+    store = HandoffStore(storage.RequestStore(servers.env["DATABASE_URL"]))
+    assert not [r for r in store.requests.list() if r.sender_id == user.sender and r.kind == "question"]
+    assert [m.text for m in store.messages(ref)] == ["ivan@example.org"]
+
+
 def test_forget_me_and_erasing_a_request_delete_the_handoff_and_its_messages(database):
     from bot.core import privacy
 

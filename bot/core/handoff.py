@@ -18,9 +18,11 @@ survives a restart of any process.
     store.close(ref, "cli:root")              # back to the bot (the user is told)
     store.expire()                            # hand-offs quiet for HANDOFF_TIMEOUT_MINUTES
 
-The staff console calls the same functions (``list_open``, ``messages``, ``take``,
-``reply`` then ``deliver``, ``close``; each message's ``delivery`` and
-``delivery_note``). Nothing here logs a message's text.
+The staff's side (posts in the staff group, the answers to /take and /close) is written
+in ``STAFF_LANGUAGE`` (``staff_say``; default en, zh-Hans for a Chinese office), from
+the ``staff_`` texts of data/texts/<code>.yml. The staff console calls the same
+functions (``list_open``, ``messages``, ``take``, ``reply`` then ``deliver``, ``close``;
+each message's ``delivery`` and ``delivery_note``). Nothing here logs a message's text.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
+from bot.core.languages import registry
 from bot.core.storage import (
     OfficeRequest,
     RequestStore,
@@ -51,6 +54,7 @@ HANDOFF_OPENED = "handoff_opened"
 # What the user sends to talk to the bot again (also the payload of the "Back to the bot" button).
 BACK_TO_BOT = "/bot"
 TIMEOUT_VARIABLE = "HANDOFF_TIMEOUT_MINUTES"
+STAFF_LANGUAGE_VARIABLE = "STAFF_LANGUAGE"
 DEFAULT_TIMEOUT_MINUTES = 30
 OPEN = ("waiting", "taken")
 # delivery of a staff reply or a notice
@@ -68,6 +72,22 @@ def timeout_minutes() -> float:
         return max(0.0, float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_MINUTES)))
     except ValueError:
         return float(DEFAULT_TIMEOUT_MINUTES)
+
+
+def staff_language(environ: dict[str, str] | None = None) -> str:
+    """The language the staff read: ``STAFF_LANGUAGE``, any code or alias of data/languages.yml
+    (``zh-Hans``, ``zh``, ``en``...); the default language (en) when unset or unknown."""
+    value = (os.environ if environ is None else environ).get(STAFF_LANGUAGE_VARIABLE, "")
+    code = registry().normalize(value)
+    if code is None and value.strip():
+        logger.warning("%s=%r is no language of data/languages.yml: the staff read %s", STAFF_LANGUAGE_VARIABLE,
+                       value, registry().default)  # fmt: skip
+    return code or registry().default
+
+
+def staff_say(key: str, **values: str) -> str:
+    """A ``staff_`` text in the staff's language (``STAFF_LANGUAGE``)."""
+    return say(key, staff_language(), **values)
 
 
 def channel_of(sender_id: str) -> str:
