@@ -16,7 +16,7 @@ from bot.core import handoff as handoff_module
 from bot.core import storage
 from bot.core.handoff import HANDOFF_OPENED, HandoffStore
 from bot.core.texts import say
-from bot.plugins.handoff import back_to_bot, intercept, updates
+from bot.plugins.handoff import back_to_bot, history_events, intercept, updates
 
 from .conftest import LANGUAGES, Chat, make_tracker
 
@@ -155,6 +155,24 @@ def test_the_web_page_gets_replies_newer_than_it_has(database):
                                                          text="Hello, how can we help?")]  # fmt: skip
     assert updates(WEB, first.id, database)["messages"] == []
     assert database.messages(handoff.ref)[0].delivery == "shown"
+
+
+def test_the_history_has_every_turn_of_the_handoff_and_the_page_gets_none_twice(database):
+    handoff, _ = database.open(WEB, "ru")
+    asyncio.run(intercept(WEB, "У меня вопрос о визе", database))
+    reply = database.reply(handoff.ref, "cli:li", "Здравствуйте!")
+    (back,) = asyncio.run(intercept(WEB, "вернуться к боту", database)).replies
+    assert [(e["event"], e["text"]) for e in history_events(WEB, database)] == [
+        ("user", "У меня вопрос о визе"),
+        ("bot", say("handoff_relayed", "ru", ref=handoff.ref)),
+        ("bot", say("handoff_staff_reply", "ru", ref=handoff.ref, text="Здравствуйте!")),
+        ("user", "вернуться к боту"),
+        ("bot", back["text"]),
+    ]
+    # the acknowledgement and the notice were in the replies: the page's polling does not repeat them
+    assert [e["metadata"]["id"] for e in updates(WEB, 0, database)["messages"]] == [reply.id]
+    # the staff read the conversation without the acknowledgements
+    assert [m.author for m in database.messages(handoff.ref)] == ["user", "staff", "user", "bot"]
 
 
 # --- end to end over REST ------------------------------------------------------------------

@@ -60,6 +60,13 @@ OPEN = ("waiting", "taken")
 # delivery of a staff reply or a notice
 PENDING, DELIVERED, WAITING, SHOWN, UNDELIVERED = "pending", "delivered", "waiting", "shown", "undelivered"
 MAX_TEXT_CHARS = 4000  # a staff reply fits one Telegram message
+# The delivery notes of the bot's messages that reached the user in the reply to their own
+# message (not by the page's polling): the acknowledgement of a message relayed to the staff
+# ("Sent to the office staff"), the notice after "back to the bot", a timed-out notice.
+ACKNOWLEDGED = "acknowledged in the reply to the user"
+IN_THE_REPLY = "in the reply to the user"
+BEFORE_THE_REPLY = "shown before the bot's next reply"
+IN_A_REPLY = (ACKNOWLEDGED, IN_THE_REPLY, BEFORE_THE_REPLY)
 
 
 def now_utc() -> dt.datetime:
@@ -186,14 +193,15 @@ class HandoffStore:
             )  # fmt: skip
             return [_row(Handoff, row) for row in rows]
 
-    def messages(self, ref: str) -> list[Message]:
-        """A request's messages since it was made, oldest first."""
+    def messages(self, ref: str, acknowledgements: bool = False) -> list[Message]:
+        """A request's messages since it was made, oldest first (what the staff read: without the
+        bot's acknowledgements of each relayed message, unless asked)."""
+        query = sa.select(messages_table).where(messages_table.c.ref == ref.strip().upper())
+        if not acknowledgements:
+            query = query.where(sa.or_(messages_table.c.delivery_note.is_(None),
+                                       messages_table.c.delivery_note != ACKNOWLEDGED))  # fmt: skip
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(messages_table).where(messages_table.c.ref == ref.strip().upper())
-                .order_by(messages_table.c.id)
-            )  # fmt: skip
-            return [_row(Message, row) for row in rows]
+            return [_row(Message, row) for row in connection.execute(query.order_by(messages_table.c.id))]
 
     def conversation_messages(self, sender_id: str, after: int = 0) -> list[Message]:
         """A conversation's hand-off messages and replies with an id over ``after`` (the web chat)."""
@@ -273,6 +281,18 @@ class HandoffStore:
             message_id = self._add(connection, handoff.ref, handoff.sender_id, "user", text, handoff.language, now)
             connection.execute(
                 handoffs_table.update().where(handoffs_table.c.ref == handoff.ref).values(last_activity_at=now)
+            )  # fmt: skip
+        return self._message(message_id)
+
+    def acknowledge(self, ref: str, text: str, now: dt.datetime | None = None) -> Message:
+        """The bot's acknowledgement of a relayed message, as the user got it in the reply: kept
+        for the web chat's history (``bot.plugins.handoff.history_events``), not shown to the staff."""
+        handoff, now = self.get(ref), now or now_utc()
+        with self.engine.begin() as connection:
+            message_id = self._add(connection, handoff.ref, handoff.sender_id, "bot", text, handoff.language, now,
+                                   delivery=DELIVERED)  # fmt: skip
+            connection.execute(
+                messages_table.update().where(messages_table.c.id == message_id).values(delivery_note=ACKNOWLEDGED)
             )  # fmt: skip
         return self._message(message_id)
 
