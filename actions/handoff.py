@@ -42,16 +42,18 @@ FIELD_TITLES = {"office_email": "field_email", "office_question": "field_office_
 def transcript(tracker: Tracker) -> str:
     """The last messages of the conversation, as the staff read them."""
     lines = []
-    user, bot = staff_say("staff_author_user"), staff_say("staff_author_bot")
+
+    def line(kind: str, text: str) -> str:  # "user: …", "用户：…" (the staff's language)
+        return staff_say("staff_transcript_line", author=staff_say(f"staff_author_{kind}"), text=text)
+
     for event in tracker.events:
         kind = event.get("event")
         text = (event.get("text") or "").strip()
         if kind in ("user", "bot") and text and not (kind == "user" and text.startswith("/")):
-            short = text if len(text) <= TRANSCRIPT_CHARS else text[:TRANSCRIPT_CHARS] + "…"
-            lines.append(f"{user if kind == 'user' else bot}: {short}")
+            lines.append(line(kind, text if len(text) <= TRANSCRIPT_CHARS else text[:TRANSCRIPT_CHARS] + "…"))
     latest = (tracker.latest_message or {}).get("text") or ""
-    if latest and not latest.startswith("/") and (not lines or lines[-1] != f"{user}: {latest.strip()}"):
-        lines.append(f"{user}: {latest.strip()[:TRANSCRIPT_CHARS]}")
+    if latest and not latest.startswith("/") and (not lines or lines[-1] != line("user", latest.strip())):
+        lines.append(line("user", latest.strip()[:TRANSCRIPT_CHARS]))
     return "\n".join(lines[-TRANSCRIPT_MESSAGES:])
 
 
@@ -79,7 +81,8 @@ def form_answers(tracker: Tracker, form: str, domain: dict[str, Any]) -> str:
             value = summary_purpose(tracker, language)
         elif slot.endswith("_date"):
             value = display_date(value, language)
-        lines.append(f"{say(FIELD_TITLES.get(slot, f'field_{slot}'), language)}: {value}")
+        title = say(FIELD_TITLES.get(slot, f"field_{slot}"), language)
+        lines.append(say("staff_transcript_line", language, author=title, text=str(value)))
     if not lines:
         return ""
     return "\n".join([staff_say(f"staff_form_left_{form}"), *lines])

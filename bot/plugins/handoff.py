@@ -42,6 +42,7 @@ from bot.core.handoff import (
     Handoff,
     HandoffStore,
     handoffs,
+    staff_say,
 )
 from bot.core.texts import say
 
@@ -85,8 +86,7 @@ async def intercept(sender: str, text: str, store: HandoffStore | None = None) -
         turn.notices.append({"text": notice.text, "language": notice.language})
         await _run(store.set_delivery, notice.id, DELIVERED, BEFORE_THE_REPLY)
         handoff = await _run(store.get, notice.ref)
-        await post_to_staff(f"{notice.ref}: closed after the quiet period; the user is back with the bot",
-                            reply_to=handoff.staff_post_id)  # fmt: skip
+        await post_to_staff(staff_say("staff_timed_out", ref=notice.ref), reply_to=handoff.staff_post_id)
     handoff: Handoff | None = await _run(store.active, sender)
     if handoff is None or PASSES_THROUGH.match(text.strip()):
         return turn
@@ -96,8 +96,7 @@ async def intercept(sender: str, text: str, store: HandoffStore | None = None) -
         notice = await _run(store.close, handoff.ref, "user", "user")
         if notice is not None:
             await _run(store.set_delivery, notice.id, DELIVERED, IN_THE_REPLY)
-            closed = f"{handoff.ref}: the user went back to the bot (closed)"
-            await post_to_staff(closed, reply_to=handoff.staff_post_id)
+            await post_to_staff(staff_say("staff_user_left", ref=handoff.ref), reply_to=handoff.staff_post_id)
             turn.replies = [{"recipient_id": sender, "text": notice.text, "language": language}]
         return turn if turn.replies is not None else Turn(None, turn.notices)
     message = await _run(store.add_user_message, handoff.ref, text)
