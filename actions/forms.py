@@ -9,8 +9,11 @@ questions of each form are its ``required_slots`` in domain.yml.
 The validators are rasa-sdk ``FormValidationAction``s: one ``extract_<slot>`` and one
 ``validate_<slot>`` per slot. Their shared base (``FormValidator``) first handles what is
 not an answer: "back" ("返回", "назад", "retour": the previous question is asked again),
-"cancel" (the form stops and its slots are emptied), a language switch, and a question
-about the department asked in the middle (answered, then the form asks again).
+"cancel" (the form stops and its slots are emptied), a language switch, a question
+about the department asked in the middle (answered, then the form asks again), and a
+wish to talk to a person ("can I talk to a human?", "转人工": not an answer, so the form
+rejects the message and the rules of data/rules/handoff.yml leave the form and hand the
+conversation to the staff, ``actions.handoff``).
 
 Language: entering a form decides the reply language by the same rules as every other
 reply (``actions.answers.reply_language``); inside the form it stays the conversation's
@@ -81,6 +84,9 @@ HELPER_SLOTS = {"visit_form": ["purpose_details", "field_to_change", "date_unsur
 FAQ_CONFIDENCE = 0.85
 # "cancel" (or a "no" where no "no" is expected) stops a form when NLU is at least this sure.
 CANCEL_CONFIDENCE = 0.6
+# "Can I talk to a human?" leaves a form for the staff when NLU is at least this sure of it
+# (names, institutions and notes come out as nlu_fallback or out_of_scope).
+PERSON_CONFIDENCE = 0.6
 FAQ_INTENTS = {i for i in ANSWERED_INTENTS if i.startswith("ask_")} | {"bot_capabilities", "bot_identity"}
 QUESTION_SHAPE = re.compile(r"[?？]|\b(what|where|how|which|who|when|why|is|are|do|does|can|"
                             r"что|где|как|какие|какой|когда|кто|ли|quel|quelle|quels|où|comment|est-ce)\b|"
@@ -118,6 +124,12 @@ def asked_a_question(tracker: Tracker) -> str | None:
     if intent in FAQ_INTENTS and confidence >= FAQ_CONFIDENCE and QUESTION_SHAPE.search(text):
         return intent
     return None
+
+
+def asked_for_a_person(tracker: Tracker) -> bool:
+    """Whether the message asks for a person (intent ``request_human``) instead of answering."""
+    _, intent, confidence = _message(tracker)
+    return intent == "request_human" and confidence >= PERSON_CONFIDENCE
 
 
 def question_answered(tracker: Tracker) -> str | None:
@@ -179,11 +191,17 @@ def display_date(value: str | None, language: str) -> str:
     return f"{date.year}年{date.month}月{date.day}日" if language.startswith("zh") else date.isoformat()
 
 
-def summary(tracker: Tracker, language: str) -> str:
+def summary_purpose(tracker: Tracker, language: str) -> str:
+    """The purpose as the summary shows it: the option's title, or "other" in the visitor's words."""
     get = tracker.get_slot
-    purpose = get("purpose_details") or (
+    return get("purpose_details") or (
         choices().question("purpose").title(get("purpose"), language) if get("purpose") else ""
     )
+
+
+def summary(tracker: Tracker, language: str) -> str:
+    get = tracker.get_slot
+    purpose = summary_purpose(tracker, language)
     return say(
         "visit_summary", language,
         visitor_name=get("visitor_name") or "", institution=get("institution") or "", country=get("country") or "",
@@ -396,6 +414,10 @@ class FormValidator(FormValidationAction, ABC):
             return remember_language(tracker, choice)
         language = language_of(tracker)
         text, _, _ = _message(tracker)
+        if asked_for_a_person(tracker) and not is_back_answer(text):
+            # Nothing read: rasa rejects the form's turn (ActionExecutionRejection) and the rules
+            # "a person asked for in the middle of a form" leave it for action_open_handoff.
+            return []
         if is_back_answer(text):
             events = self.go_back(dispatcher, tracker, slots, requested, language)
         elif self.wants_out(tracker, requested):

@@ -16,7 +16,7 @@ from bot.core import handoff as handoff_module
 from bot.core import storage
 from bot.core.handoff import HANDOFF_OPENED, HandoffStore
 from bot.core.texts import say
-from bot.plugins.handoff import back_to_bot, intercept, updates
+from bot.plugins.handoff import back_to_bot, history_events, intercept, updates
 
 from .conftest import LANGUAGES, Chat, make_tracker
 
@@ -157,6 +157,24 @@ def test_the_web_page_gets_replies_newer_than_it_has(database):
     assert database.messages(handoff.ref)[0].delivery == "shown"
 
 
+def test_the_history_has_every_turn_of_the_handoff_and_the_page_gets_none_twice(database):
+    handoff, _ = database.open(WEB, "ru")
+    asyncio.run(intercept(WEB, "У меня вопрос о визе", database))
+    reply = database.reply(handoff.ref, "cli:li", "Здравствуйте!")
+    (back,) = asyncio.run(intercept(WEB, "вернуться к боту", database)).replies
+    assert [(e["event"], e["text"]) for e in history_events(WEB, database)] == [
+        ("user", "У меня вопрос о визе"),
+        ("bot", say("handoff_relayed", "ru", ref=handoff.ref)),
+        ("bot", say("handoff_staff_reply", "ru", ref=handoff.ref, text="Здравствуйте!")),
+        ("user", "вернуться к боту"),
+        ("bot", back["text"]),
+    ]
+    # the acknowledgement and the notice were in the replies: the page's polling does not repeat them
+    assert [e["metadata"]["id"] for e in updates(WEB, 0, database)["messages"]] == [reply.id]
+    # the staff read the conversation without the acknowledgements
+    assert [m.author for m in database.messages(handoff.ref)] == ["user", "staff", "user", "bot"]
+
+
 # --- end to end over REST ------------------------------------------------------------------
 
 
@@ -178,6 +196,51 @@ def test_rest_the_bot_stays_quiet_also_after_a_rasa_restart(own_servers):
     assert [m.text for m in store.messages(ref)] == ["Quels sont les frais de scolarité ?", "Toujours là ?"]
     assert user.ask("/bot") == say("handoff_ended_by_user", "fr", ref=ref)
     assert "210003" in user.ask("Quelle est l'adresse postale du bureau ?")
+
+
+NAMES = {"en": "Ada Lovelace", "zh-Hans": "李华", "zh-Hant": "李華", "ru": "Иван Петров", "fr": "Marie Curie"}
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("language", LANGUAGES)
+def test_rest_asking_for_a_person_in_the_middle_of_a_visit_request(language, chat, servers):
+    user = chat(language_hint=language)
+    assert user.ask("/request_visit").endswith(say("form_ask_visitor_name", language))
+    assert user.ask(NAMES[language]) == say("form_ask_institution", language)
+    left = user.send(ASK_FOR_A_PERSON[language])  # not taken as the institution
+    ref = left[-1].get("handoff")
+    assert [r["text"] for r in left] == [say("handoff_form_stopped", language),
+                                         say("handoff_opened", language, ref=ref, where=say("handoff_where_chat", language))]  # fmt: skip
+    assert {r["language"] for r in left} == {language}
+    store = HandoffStore(storage.RequestStore(servers.env["DATABASE_URL"]))
+    request = store.request(ref)
+    assert request.kind == "handoff" and request.sender_id == user.sender
+    assert f"{say('field_visitor_name', 'en')}: {NAMES[language]}" in request.details  # the staff see the answers
+    assert not [r for r in store.requests.list() if r.sender_id == user.sender and r.kind == "visit"]
+    # the staff have the conversation now, exactly as outside a form
+    assert user.ask("Université de Lyon") == say("handoff_relayed", language, ref=ref)
+    assert [m.text for m in store.messages(ref)] == ["Université de Lyon"]
+    assert user.ask("/bot") == say("handoff_ended_by_user", language, ref=ref)
+    # the form was left, its answers emptied: a new request starts from the first question
+    assert user.ask("/request_visit") == say("form_visit_start", language) + "\n" + say(
+        "form_ask_visitor_name", language
+    )
+
+
+@pytest.mark.e2e
+def test_rest_asking_for_a_person_while_passing_a_question_on(chat, servers):
+    user = chat(language_hint="ru")
+    offer = user.send("Сколько стоит обучение в магистратуре?")
+    assert offer[-1]["text"] == say("question_offer", "ru"), offer
+    assert user.ask("/affirm") == say("form_ask_office_email", "ru")
+    left = user.send("позовите оператора")
+    ref = left[-1]["handoff"]
+    assert [r["text"] for r in left][0] == say("handoff_form_stopped", "ru")
+    assert left[-1]["text"] == say("handoff_opened", "ru", ref=ref, where=say("handoff_where_chat", "ru"))
+    assert user.ask("ivan@example.org") == say("handoff_relayed", "ru", ref=ref)  # relayed, not stored as the e-mail
+    store = HandoffStore(storage.RequestStore(servers.env["DATABASE_URL"]))
+    assert not [r for r in store.requests.list() if r.sender_id == user.sender and r.kind == "question"]
+    assert [m.text for m in store.messages(ref)] == ["ivan@example.org"]
 
 
 def test_forget_me_and_erasing_a_request_delete_the_handoff_and_its_messages(database):

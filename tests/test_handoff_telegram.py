@@ -140,3 +140,96 @@ async def test_over_the_webhook_only_the_staff_group_can_reply_or_take(handoff_e
             assert api.texts(6101)[-1] == say("handoff_staff_reply", "fr", ref=handoff.ref,
                                               text="Bonjour, que puis-je faire pour vous ?")  # fmt: skip
             assert len(server.seen) == 2  # nothing from the staff group reached the bot
+
+
+async def test_a_chinese_office_reads_the_staff_group_in_chinese(handoff_env, monkeypatch):
+    """STAFF_LANGUAGE=zh-Hans: the post, the relayed message, the delivery confirmations and the
+    answers to /take and /close are in Chinese, while the Russian user reads Russian."""
+    import httpx
+    from rasa_sdk.executor import CollectingDispatcher
+
+    from actions.handoff import ActionOpenHandoff
+    from bot.channels.telegram.handlers import SECRET_HEADER, Settings
+    from bot.channels.telegram.webhook import TelegramWebhook
+    from bot.core.delivery import post_handoff
+    from bot.plugins.handoff import intercept
+
+    from .conftest import make_tracker
+    from .test_telegram import SECRET, WebhookServer
+
+    store, user = handoff_env, 6301
+    monkeypatch.setenv("STAFF_LANGUAGE", "zh-Hans")
+    monkeypatch.delenv("SMTP_URL", raising=False)
+    with BotApiStandIn() as api:
+        api.chat(STAFF, "supergroup")
+        monkeypatch.setenv("TELEGRAM_BOT_TOKEN", api.token)
+        monkeypatch.setenv("TELEGRAM_BASE_URL", api.base_url)
+        tracker = make_tracker("позовите оператора", "request_human", slots={"language": "ru"},
+                               sender_id=f"telegram-{user}")  # fmt: skip
+        tracker.events = [{"event": "user", "text": "позовите оператора"}]
+        ActionOpenHandoff().run(CollectingDispatcher(), tracker, {})
+        ref = store.active(f"telegram-{user}").ref
+        await post_handoff(ref, store)
+        (post,) = api.messages(STAFF)
+        assert post["text"] == "\n".join([
+            f"🙋 {ref}：有用户请求人工服务",
+            "语言：ru · 渠道：telegram",
+            "",
+            "最近的消息：",
+            "用户：позовите оператора",
+            "",
+            f"直接回复本条消息即可答复用户；发送 /take {ref} 接手这个对话，发送 /close {ref} 把用户交还给机器人。",
+        ])  # fmt: skip
+
+        turn = await intercept(f"telegram-{user}", "Какие документы нужны для визы?", store)
+        assert turn.replies[0]["text"] == say("handoff_relayed", "ru", ref=ref)  # the user reads Russian
+        assert api.texts(STAFF)[-1] == f"{ref} · 用户：Какие документы нужны для визы?"
+
+        channel = TelegramWebhook(Settings(api.token, SECRET, api.base_url))
+        async with (
+            WebhookServer(channel, lambda text: f"bot: {text}") as server,
+            httpx.AsyncClient(timeout=60) as c,
+        ):
+
+            async def staff(text: str, reply: bool = False, update_id: list[int] = [300]) -> str:  # noqa: B006
+                update_id[0] += 1
+                message = api.message(STAFF, text=text, chat_type="supergroup", user_id=STAFF_MEMBER,
+                                      **({"reply_to_message": post} if reply else {}))  # fmt: skip
+                update = {"update_id": update_id[0], "message": message}
+                assert (await c.post(server.url, json=update, headers={SECRET_HEADER: SECRET})).status_code == 200
+                return api.texts(STAFF)[-1]
+
+            taken = await staff(f"/take {ref}")
+            assert re.fullmatch(rf"{ref} 已由 telegram:.+ 接手，并已通知用户（✓ 已送达（Telegram：已发送））", taken), (
+                taken
+            )
+            assert api.texts(user) == [say("handoff_taken", "ru", ref=ref)]
+            assert (
+                await staff("Здравствуйте! Нужен паспорт.", reply=True)
+                == f"{ref}：✓ 已送达（Telegram：已发送；邮件：未启用（没有设置 SMTP_URL））"
+            )
+            assert api.texts(user)[-1] == say("handoff_staff_reply", "ru", ref=ref, text="Здравствуйте! Нужен паспорт.")
+            assert await staff(f"/close {ref}") == f"{ref} 已结束，用户已回到机器人（✓ 已送达（Telegram：已发送））"
+            assert api.texts(user)[-1] == say("handoff_closed", "ru", ref=ref)
+            assert await staff(f"/close {ref}") == f"{ref} 已经结束了"
+            assert await staff("/take") == "用法：/take H-YYYY-NNNN，或者直接回复该对话的通知消息并发送 /take"
+            assert server.seen == []  # nothing said in the staff group reached the bot
+
+
+def test_the_staff_language_reads_the_codes_of_the_languages_file(monkeypatch):
+    from bot.core.delivery import staff_summary
+    from bot.core.handoff import Message, staff_language
+
+    assert staff_language({}) == "en"
+    assert staff_language({"STAFF_LANGUAGE": "zh"}) == "zh-Hans"  # as the console's ?ui=zh
+    assert staff_language({"STAFF_LANGUAGE": "zh-CN"}) == "zh-Hans"
+    assert staff_language({"STAFF_LANGUAGE": "klingon"}) == "en"
+    message = Message(1, "H-2026-0001", "web-x", None, "staff", "…", delivery="undelivered",
+                      delivery_note="web: shown 2026-05-01 10:00:00 UTC; e-mail: off (SMTP_URL not set)")  # fmt: skip
+    monkeypatch.delenv("STAFF_LANGUAGE", raising=False)
+    assert staff_summary(message) == "⚠ undelivered: web: shown 2026-05-01 10:00:00 UTC; e-mail: off (SMTP_URL not set)"
+    monkeypatch.setenv("STAFF_LANGUAGE", "zh-Hans")
+    assert (
+        staff_summary(message)
+        == "⚠ 未送达（网页：已于 2026-05-01 10:00:00（UTC）显示；邮件：未启用（没有设置 SMTP_URL））"
+    )

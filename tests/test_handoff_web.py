@@ -79,3 +79,63 @@ def test_a_french_user_sees_the_staff_reply_appear_and_return_to_the_bot(new_pag
     ask(page, "Quelle est l'adresse postale du bureau ?")
     expect(page.locator(".message.bot .bubble").last).to_contain_text("210003")
     assert sender_of(page).startswith("web-")
+
+
+def shown(page: Page) -> list[tuple[str, str]]:
+    """Every message on the page, in order: (user|bot|staff, its text)."""
+    return [tuple(m) for m in page.eval_on_selector_all(
+        ".message", "els => els.map(e => [e.classList.contains('staff') ? 'staff' : e.classList.contains('user') ? "
+        "'user' : 'bot', e.querySelector('.bubble').textContent])")]  # fmt: skip
+
+
+def test_after_a_reload_the_whole_exchange_with_the_staff_is_there_in_order(new_page, servers):  # noqa: F811
+    page = new_page(locale="fr-FR")
+    ask(page, "je voudrais parler à quelqu'un")
+    expect(page.locator("#handoff")).to_be_visible()
+    ref = re.search(r"H-\d{4}-\d{4}", page.locator("#handoff").inner_text()).group()
+    staff = [f"Bonjour, ici le bureau international (message {n})." for n in (1, 2)]
+    said = [
+        ("user", "je voudrais parler à quelqu'un"),
+        ("bot", say("handoff_opened", "fr", ref=ref, where=say("handoff_where_web", "fr"))),
+    ]
+
+    def expect_live(n: int) -> None:
+        expect(page.locator(".message")).to_have_count(n)
+
+    requests(servers, "reply", ref, "--text", staff[0], "--as", "test")
+    said.append(("staff", say("handoff_staff_reply", "fr", ref=ref, text=staff[0])))
+    expect_live(len(said))
+    ask(page, "Merci ! Et pour le logement ?")
+    said += [("user", "Merci ! Et pour le logement ?"), ("bot", say("handoff_relayed", "fr", ref=ref))]
+    expect_live(len(said))
+    requests(servers, "reply", ref, "--text", staff[1], "--as", "test")
+    said.append(("staff", say("handoff_staff_reply", "fr", ref=ref, text=staff[1])))
+    expect_live(len(said))
+    assert shown(page) == said  # live, as it happened
+
+    page.reload()
+    expect_live(len(said))
+    assert shown(page) == said
+    expect(page.locator("#handoff")).to_be_visible()
+
+    # the user goes back to the bot with the button, asks again, and the staff close the new one
+    page.get_by_role("button", name=say("button_back_to_bot", "fr")).last.click()
+    said += [("user", say("button_back_to_bot", "fr")), ("bot", say("handoff_ended_by_user", "fr", ref=ref))]
+    expect_live(len(said))
+    expect(page.locator("#handoff")).to_be_hidden()
+    ask(page, "Je voudrais parler à une personne, s'il vous plaît")
+    expect(page.locator("#handoff")).to_be_visible()
+    second = re.search(r"H-\d{4}-\d{4}", page.locator("#handoff").inner_text()).group()
+    assert second != ref
+    said += [("user", "Je voudrais parler à une personne, s'il vous plaît"),
+             ("bot", say("handoff_opened", "fr", ref=second, where=say("handoff_where_web", "fr")))]  # fmt: skip
+    requests(servers, "close", second)
+    said.append(("bot", say("handoff_closed", "fr", ref=second)))
+    expect_live(len(said))
+    expect(page.locator("#handoff")).to_be_hidden()
+    assert shown(page) == said
+
+    page.reload()
+    expect_live(len(said))
+    assert shown(page) == said
+    expect(page.locator("#handoff")).to_be_hidden()

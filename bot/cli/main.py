@@ -147,14 +147,14 @@ def expire_handoffs() -> None:
     import asyncio
 
     from bot.core.delivery import deliver, post_to_staff
-    from bot.core.handoff import handoffs
+    from bot.core.handoff import handoffs, staff_say
 
     try:
         store = handoffs()
         for notice in store.expire():
             asyncio.run(deliver(notice, store))
             post = store.get(notice.ref).staff_post_id
-            asyncio.run(post_to_staff(f"{notice.ref}: closed after the quiet period", reply_to=post))
+            asyncio.run(post_to_staff(staff_say("staff_timed_out", ref=notice.ref), reply_to=post))
     except Exception:  # the bot keeps serving; the next minute tries again
         logging.getLogger(__name__).exception("closing quiet hand-offs failed")
 

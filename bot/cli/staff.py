@@ -41,7 +41,7 @@ import sys
 
 from bot.core import privacy
 from bot.core.delivery import deliver, post_to_staff, smtp_settings, summary
-from bot.core.handoff import HandoffNotFound, HandoffStore
+from bot.core.handoff import HandoffNotFound, HandoffStore, staff_say
 from bot.core.storage import KINDS, RequestNotFound, RequestStore, rows
 
 TABLE_COLUMNS = ("ref", "status", "created_at", "full_name", "institution", "email", "purpose", "arrival", "details")
@@ -133,8 +133,8 @@ def reply_request(args: argparse.Namespace) -> int:
         print("(SMTP_URL is not set: nothing is sent by e-mail)")
     handoff = store.find(message.ref)
     if handoff is not None and handoff.staff_post_id is not None:
-        asyncio.run(post_to_staff(f"{message.ref} · reply from {staff_name(args)}: {message.text}",
-                                  reply_to=handoff.staff_post_id))  # fmt: skip
+        posted = staff_say("staff_reply_from", ref=message.ref, staff=staff_name(args), text=message.text)
+        asyncio.run(post_to_staff(posted, reply_to=handoff.staff_post_id))
     return 2 if message.delivery == "undelivered" else 0
 
 
@@ -149,7 +149,10 @@ def close_request(args: argparse.Namespace) -> int:
             print(f"{handoff.ref}: the conversation is back with the bot; the user was told ({_text(summary(notice))})")
             if handoff.staff_post_id is not None:
                 asyncio.run(
-                    post_to_staff(f"{handoff.ref} closed by {staff_name(args)}", reply_to=handoff.staff_post_id)
+                    post_to_staff(
+                        staff_say("staff_closed_by", ref=handoff.ref, staff=staff_name(args)),
+                        reply_to=handoff.staff_post_id,
+                    )
                 )
     request = requests.close(args.ref, args.note)
     print(f"{request.ref} closed")

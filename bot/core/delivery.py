@@ -18,7 +18,9 @@ A reply that reached no one (the bot blocked, no e-mail, no way to reach the cli
 ``undelivered``, and the note says why for each way. The staff group
 (``TELEGRAM_STAFF_CHAT_ID``) gets each new hand-off with its reference, language, channel
 and last messages, and each message the user sends while it is open, so that a staff
-member can answer by replying to the post. Texts are never logged.
+member can answer by replying to the post. Everything posted there is in the staff's
+language (``STAFF_LANGUAGE``, ``bot.core.handoff.staff_say``): the posts, the delivery
+confirmations (``staff_summary``), the answers to /take and /close. Texts are never logged.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import smtplib
 import ssl
 from collections.abc import Mapping
@@ -37,7 +40,18 @@ from urllib.parse import unquote, urlsplit
 from telegram import Bot, ReplyParameters
 from telegram.error import TelegramError
 
-from bot.core.handoff import DELIVERED, SHOWN, UNDELIVERED, WAITING, Handoff, HandoffStore, Message, handoffs
+from bot.core.handoff import (
+    DELIVERED,
+    SHOWN,
+    UNDELIVERED,
+    WAITING,
+    Handoff,
+    HandoffStore,
+    Message,
+    handoffs,
+    staff_language,
+    staff_say,
+)
 from bot.core.storage import OfficeRequest
 from bot.core.texts import say
 
@@ -207,24 +221,59 @@ async def email(request: OfficeRequest, message: Message) -> tuple[str, bool]:
 
 
 def summary(message: Message) -> str:
-    """One line for the staff: how a reply went."""
+    """One line for the staff's terminal: how a reply went (the stored note, in English)."""
     mark = {DELIVERED: "✓", SHOWN: "✓", WAITING: "…", UNDELIVERED: "⚠"}.get(message.delivery or "", "?")
     return f"{mark} {message.delivery or 'pending'}: {message.delivery_note or ''}".strip()
+
+
+# Each way's part of a delivery note (``deliver``) -> its staff_note_ text (the groups: its placeholders).
+NOTE_PARTS = [
+    (re.compile(r"telegram: sent"), "staff_note_telegram_sent"),
+    (re.compile(r"telegram: failed \((?P<error>.*)\)"), "staff_note_telegram_failed"),
+    (re.compile(r"telegram: off \(TELEGRAM_BOT_TOKEN not set\)"), "staff_note_telegram_off"),
+    (re.compile(r"web: waiting for the page"), "staff_note_web_waiting"),
+    (re.compile(r"web: shown (?P<when>.*) UTC"), "staff_note_web_shown"),
+    (re.compile(r"e-mail: sent"), "staff_note_email_sent"),
+    (re.compile(rf"e-mail: off \({SMTP_VARIABLE} not set\)"), "staff_note_email_unset"),
+    (re.compile(r"e-mail: off \((?P<reason>.*)\)"), "staff_note_email_off"),
+    (re.compile(r"e-mail: no address given"), "staff_note_email_no_address"),
+    (re.compile(r"e-mail: failed \((?P<error>.*)\)"), "staff_note_email_failed"),
+    (re.compile(r"no channel to reach the user"), "staff_note_no_channel"),
+]
+
+
+def staff_note(note: str, language: str) -> str:
+    """A stored delivery note in ``language``, way by way (a part it does not know stays as it is)."""
+    parts = []
+    for part in filter(None, note.split("; ")):
+        found = next(((key, m) for pattern, key in NOTE_PARTS if (m := pattern.fullmatch(part))), None)
+        parts.append(say(found[0], language, **found[1].groupdict()) if found else part)
+    return say("staff_note_separator", language).join(parts)
+
+
+def staff_summary(message: Message) -> str:
+    """``summary`` for the staff group: how a reply went, in ``STAFF_LANGUAGE``."""
+    language = staff_language()
+    mark = {DELIVERED: "✓", SHOWN: "✓", WAITING: "…", UNDELIVERED: "⚠"}.get(message.delivery or "", "?")
+    status = say(f"staff_delivery_{message.delivery or 'pending'}", language)
+    notes = staff_note(message.delivery_note or "", language)
+    line = say("staff_delivery_line", language, mark=mark, status=status, notes=notes)
+    return line if notes else f"{mark} {status}"
 
 
 # --- the staff group -------------------------------------------------------------------
 
 
 def post_text(handoff: Handoff, request: OfficeRequest) -> str:
-    """A new hand-off as the staff group reads it (English: the staff's working language here)."""
+    """A new hand-off as the staff group reads it, in ``STAFF_LANGUAGE``."""
+    about = staff_say("staff_post_about", lang=handoff.lang, channel=handoff.channel)
     lines = [
-        f"🙋 {handoff.ref}: a user asks for a person",
-        f"language: {handoff.lang} · channel: {handoff.channel}" + (" · e-mail given" if request.email else ""),
+        staff_say("staff_post_new", ref=handoff.ref),
+        about + (" · " + staff_say("staff_post_email_given") if request.email else ""),
     ]
     if request.details:
-        lines += ["", "last messages:", request.details]
-    lines += ["", f"Reply to this message to answer the user; /take {handoff.ref} to claim it, "
-                  f"/close {handoff.ref} to return the user to the bot."]  # fmt: skip
+        lines += ["", staff_say("staff_post_last_messages"), request.details]
+    lines += ["", staff_say("staff_post_how", ref=handoff.ref)]
     return "\n".join(lines)[:TELEGRAM_TEXT_LIMIT]
 
 
@@ -266,7 +315,9 @@ async def relay_to_staff(message: Message, store: HandoffStore | None = None, bo
     post = await post_handoff(message.ref, store, bot)
     if post is None:
         return None
-    post_id = await post_to_staff(f"{message.ref} · user: {message.text}", reply_to=post, bot=bot)
+    post_id = await post_to_staff(
+        staff_say("staff_relayed", ref=message.ref, text=message.text), reply_to=post, bot=bot
+    )
     if post_id is not None:
         store.set_post(post_id, message_id=message.id)
     return post_id

@@ -18,9 +18,11 @@ survives a restart of any process.
     store.close(ref, "cli:root")              # back to the bot (the user is told)
     store.expire()                            # hand-offs quiet for HANDOFF_TIMEOUT_MINUTES
 
-The staff console calls the same functions (``list_open``, ``messages``, ``take``,
-``reply`` then ``deliver``, ``close``; each message's ``delivery`` and
-``delivery_note``). Nothing here logs a message's text.
+The staff's side (posts in the staff group, the answers to /take and /close) is written
+in ``STAFF_LANGUAGE`` (``staff_say``; default en, zh-Hans for a Chinese office), from
+the ``staff_`` texts of data/texts/<code>.yml. The staff console calls the same
+functions (``list_open``, ``messages``, ``take``, ``reply`` then ``deliver``, ``close``;
+each message's ``delivery`` and ``delivery_note``). Nothing here logs a message's text.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from dataclasses import dataclass, fields
 
 import sqlalchemy as sa
 
+from bot.core.languages import registry
 from bot.core.storage import (
     OfficeRequest,
     RequestStore,
@@ -51,11 +54,19 @@ HANDOFF_OPENED = "handoff_opened"
 # What the user sends to talk to the bot again (also the payload of the "Back to the bot" button).
 BACK_TO_BOT = "/bot"
 TIMEOUT_VARIABLE = "HANDOFF_TIMEOUT_MINUTES"
+STAFF_LANGUAGE_VARIABLE = "STAFF_LANGUAGE"
 DEFAULT_TIMEOUT_MINUTES = 30
 OPEN = ("waiting", "taken")
 # delivery of a staff reply or a notice
 PENDING, DELIVERED, WAITING, SHOWN, UNDELIVERED = "pending", "delivered", "waiting", "shown", "undelivered"
 MAX_TEXT_CHARS = 4000  # a staff reply fits one Telegram message
+# The delivery notes of the bot's messages that reached the user in the reply to their own
+# message (not by the page's polling): the acknowledgement of a message relayed to the staff
+# ("Sent to the office staff"), the notice after "back to the bot", a timed-out notice.
+ACKNOWLEDGED = "acknowledged in the reply to the user"
+IN_THE_REPLY = "in the reply to the user"
+BEFORE_THE_REPLY = "shown before the bot's next reply"
+IN_A_REPLY = (ACKNOWLEDGED, IN_THE_REPLY, BEFORE_THE_REPLY)
 
 
 def now_utc() -> dt.datetime:
@@ -68,6 +79,22 @@ def timeout_minutes() -> float:
         return max(0.0, float(os.environ.get(TIMEOUT_VARIABLE, DEFAULT_TIMEOUT_MINUTES)))
     except ValueError:
         return float(DEFAULT_TIMEOUT_MINUTES)
+
+
+def staff_language(environ: dict[str, str] | None = None) -> str:
+    """The language the staff read: ``STAFF_LANGUAGE``, any code or alias of data/languages.yml
+    (``zh-Hans``, ``zh``, ``en``...); the default language (en) when unset or unknown."""
+    value = (os.environ if environ is None else environ).get(STAFF_LANGUAGE_VARIABLE, "")
+    code = registry().normalize(value)
+    if code is None and value.strip():
+        logger.warning("%s=%r is no language of data/languages.yml: the staff read %s", STAFF_LANGUAGE_VARIABLE,
+                       value, registry().default)  # fmt: skip
+    return code or registry().default
+
+
+def staff_say(key: str, **values: str) -> str:
+    """A ``staff_`` text in the staff's language (``STAFF_LANGUAGE``)."""
+    return say(key, staff_language(), **values)
 
 
 def channel_of(sender_id: str) -> str:
@@ -166,14 +193,15 @@ class HandoffStore:
             )  # fmt: skip
             return [_row(Handoff, row) for row in rows]
 
-    def messages(self, ref: str) -> list[Message]:
-        """A request's messages since it was made, oldest first."""
+    def messages(self, ref: str, acknowledgements: bool = False) -> list[Message]:
+        """A request's messages since it was made, oldest first (what the staff read: without the
+        bot's acknowledgements of each relayed message, unless asked)."""
+        query = sa.select(messages_table).where(messages_table.c.ref == ref.strip().upper())
+        if not acknowledgements:
+            query = query.where(sa.or_(messages_table.c.delivery_note.is_(None),
+                                       messages_table.c.delivery_note != ACKNOWLEDGED))  # fmt: skip
         with self.engine.connect() as connection:
-            rows = connection.execute(
-                sa.select(messages_table).where(messages_table.c.ref == ref.strip().upper())
-                .order_by(messages_table.c.id)
-            )  # fmt: skip
-            return [_row(Message, row) for row in rows]
+            return [_row(Message, row) for row in connection.execute(query.order_by(messages_table.c.id))]
 
     def conversation_messages(self, sender_id: str, after: int = 0) -> list[Message]:
         """A conversation's hand-off messages and replies with an id over ``after`` (the web chat)."""
@@ -253,6 +281,18 @@ class HandoffStore:
             message_id = self._add(connection, handoff.ref, handoff.sender_id, "user", text, handoff.language, now)
             connection.execute(
                 handoffs_table.update().where(handoffs_table.c.ref == handoff.ref).values(last_activity_at=now)
+            )  # fmt: skip
+        return self._message(message_id)
+
+    def acknowledge(self, ref: str, text: str, now: dt.datetime | None = None) -> Message:
+        """The bot's acknowledgement of a relayed message, as the user got it in the reply: kept
+        for the web chat's history (``bot.plugins.handoff.history_events``), not shown to the staff."""
+        handoff, now = self.get(ref), now or now_utc()
+        with self.engine.begin() as connection:
+            message_id = self._add(connection, handoff.ref, handoff.sender_id, "bot", text, handoff.language, now,
+                                   delivery=DELIVERED)  # fmt: skip
+            connection.execute(
+                messages_table.update().where(messages_table.c.id == message_id).values(delivery_note=ACKNOWLEDGED)
             )  # fmt: skip
         return self._message(message_id)
 

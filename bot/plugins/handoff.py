@@ -14,6 +14,10 @@ it holds over every channel and survives a restart of Rasa or of the action serv
   hand-off's post; the user is told a person will reply. A language switch (the web
   page's selector) still goes to the bot.
 
+None of these turns reaches Rasa's tracker, so the hand-off's rows keep them whole for the
+web chat's history (``history_events``): the user's messages (the "back to the bot" one
+too), the acknowledgements, the staff's replies and the notices, each at its time.
+
 ``after_turn`` posts a hand-off the bot has just opened (its reply's ``handoff_opened``).
 """
 
@@ -28,7 +32,18 @@ from typing import Any
 
 from bot.core.choices import choices
 from bot.core.delivery import post_handoff, post_to_staff, relay_to_staff
-from bot.core.handoff import BACK_TO_BOT, DELIVERED, Handoff, HandoffStore, handoffs
+from bot.core.handoff import (
+    ACKNOWLEDGED,
+    BACK_TO_BOT,
+    BEFORE_THE_REPLY,
+    DELIVERED,
+    IN_A_REPLY,
+    IN_THE_REPLY,
+    Handoff,
+    HandoffStore,
+    handoffs,
+    staff_say,
+)
 from bot.core.texts import say
 
 logger = logging.getLogger(__name__)
@@ -71,25 +86,25 @@ async def intercept(sender: str, text: str, store: HandoffStore | None = None) -
         return turn
     for notice in await _run(store.expire, sender):
         turn.notices.append({"text": notice.text, "language": notice.language})
-        await _run(store.set_delivery, notice.id, DELIVERED, "shown before the bot's next reply")
+        await _run(store.set_delivery, notice.id, DELIVERED, BEFORE_THE_REPLY)
         handoff = await _run(store.get, notice.ref)
-        await post_to_staff(f"{notice.ref}: closed after the quiet period; the user is back with the bot",
-                            reply_to=handoff.staff_post_id)  # fmt: skip
+        await post_to_staff(staff_say("staff_timed_out", ref=notice.ref), reply_to=handoff.staff_post_id)
     handoff: Handoff | None = await _run(store.active, sender)
     if handoff is None or PASSES_THROUGH.match(text.strip()):
         return turn
     language = handoff.lang
     if back_to_bot(text):
+        await _run(store.add_user_message, handoff.ref, text)  # for the history: what the user wrote or pressed
         notice = await _run(store.close, handoff.ref, "user", "user")
         if notice is not None:
-            await _run(store.set_delivery, notice.id, DELIVERED, "in the reply to the user")
-            closed = f"{handoff.ref}: the user went back to the bot (closed)"
-            await post_to_staff(closed, reply_to=handoff.staff_post_id)
+            await _run(store.set_delivery, notice.id, DELIVERED, IN_THE_REPLY)
+            await post_to_staff(staff_say("staff_user_left", ref=handoff.ref), reply_to=handoff.staff_post_id)
             turn.replies = [{"recipient_id": sender, "text": notice.text, "language": language}]
         return turn if turn.replies is not None else Turn(None, turn.notices)
     message = await _run(store.add_user_message, handoff.ref, text)
     await relay_to_staff(message, store)
     relayed = say("handoff_relayed", language, ref=handoff.ref)
+    await _run(store.acknowledge, handoff.ref, relayed)
     turn.replies = [{"recipient_id": sender, "text": relayed, "language": language, "buttons": [back_button(language)],
                      "handoff": handoff.ref}]  # fmt: skip
     return turn
@@ -121,18 +136,22 @@ def event(message: Any) -> dict[str, Any]:
     if message.author == "user":
         return {"event": "user", "text": message.text, "timestamp": stamp, "metadata": {"language": message.language}}
     metadata = {"language": message.language, "handoff": message.ref, "author": message.author, "id": message.id}
-    text = message.text
+    text, data = message.text, {}
     if message.author == "staff":
         text = say("handoff_staff_reply", message.language or "en", ref=message.ref, text=message.text)
-    return {"event": "bot", "text": text, "timestamp": stamp, "metadata": metadata, "data": {}}
+    elif message.delivery_note == ACKNOWLEDGED:  # with its "Back to the bot" button, as it was sent
+        data = {"buttons": [back_button(message.language or "en")]}
+    return {"event": "bot", "text": text, "timestamp": stamp, "metadata": metadata, "data": data}
 
 
 def updates(sender: str, after: int, store: HandoffStore | None = None) -> dict[str, Any]:
     """What the web page asks every few seconds (blocking): the replies and notices with an
-    id over ``after``, and the open hand-off's reference (None: the bot has the conversation)."""
+    id over ``after`` (not those the page had in the reply to a message of the user), and the
+    open hand-off's reference (None: the bot has the conversation)."""
     store = store or handoffs()
     store.expire(sender)
-    messages = [m for m in store.conversation_messages(sender, after) if m.author != "user"]
+    messages = [m for m in store.conversation_messages(sender, after)
+                if m.author != "user" and m.delivery_note not in IN_A_REPLY]  # fmt: skip
     store.mark_shown(messages)
     handoff = store.active(sender)
     return {

@@ -61,8 +61,8 @@ from telegram.ext import (
     filters,
 )
 
-from bot.core.delivery import TELEGRAM_API, deliver, staff_chat_id, summary
-from bot.core.handoff import HandoffNotFound, HandoffStore, handoffs
+from bot.core.delivery import TELEGRAM_API, deliver, staff_chat_id, staff_summary
+from bot.core.handoff import HandoffNotFound, HandoffStore, handoffs, staff_say
 from bot.core.languages import choose, registry
 from bot.core.rasa_client import RasaUnavailable
 from bot.core.storage import RequestNotFound
@@ -346,30 +346,34 @@ class StaffGroup:
             elif ref and text:
                 await self.reply(update, context, ref, text)
         except (HandoffNotFound, RequestNotFound) as error:
-            await message.reply_text(f"⚠ no open hand-off {error.args[0]}")
+            await message.reply_text(staff_say("staff_not_found", ref=str(error.args[0])))
 
     async def command(self, update: Update, context: ContextTypes.DEFAULT_TYPE, command: str, ref: str | None) -> None:
         message = update.effective_message
         if not ref:
-            await message.reply_text(f"/{command} H-YYYY-NNNN, or reply /{command} to the hand-off's post")
+            await message.reply_text(staff_say("staff_command_usage", command=command))
             return
         who = staff_member(update)
         if command == "take":
             handoff, notice = await _blocking(self.store.take, ref, who)
-            outcome = summary(await deliver(notice, self.store, context.bot)) if notice else "already yours"
-            await message.reply_text(f"{handoff.ref} taken by {who}; the user was told ({outcome})")
+            told = staff_summary(await deliver(notice, self.store, context.bot)) if notice else None
+            await message.reply_text(
+                staff_say("staff_taken", ref=handoff.ref, who=who, outcome=told or staff_say("staff_already_yours"))
+            )
             return
         notice = await _blocking(self.store.close, ref, who, "staff")
         if notice is None:
-            await message.reply_text(f"{ref.upper()} was already closed")
+            await message.reply_text(staff_say("staff_already_closed", ref=ref.upper()))
             return
-        outcome = summary(await deliver(notice, self.store, context.bot))
-        await message.reply_text(f"{notice.ref} closed: the user is back with the bot ({outcome})")
+        outcome = staff_summary(await deliver(notice, self.store, context.bot))
+        await message.reply_text(staff_say("staff_closed", ref=notice.ref, outcome=outcome))
 
     async def reply(self, update: Update, context: ContextTypes.DEFAULT_TYPE, ref: str, text: str) -> None:
         stored = await _blocking(self.store.reply, ref, staff_member(update), text)
         delivered = await deliver(stored, self.store, context.bot)
-        await update.effective_message.reply_text(f"{delivered.ref}: {summary(delivered)}")
+        await update.effective_message.reply_text(
+            staff_say("staff_reply_outcome", ref=delivered.ref, outcome=staff_summary(delivered))
+        )
 
     async def ignore(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
         """Buttons, media and anything else in the staff group: not for Rasa."""

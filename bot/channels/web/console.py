@@ -56,7 +56,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 from aiohttp import web
 
 from bot.core.delivery import deliver, post_to_staff, smtp_settings
-from bot.core.handoff import HandoffNotFound, HandoffStore
+from bot.core.handoff import HandoffNotFound, HandoffStore, staff_say
 from bot.core.languages import registry
 from bot.core.ratelimit import client_ip, trusted_proxies
 from bot.core.storage import RequestNotFound, RequestStore, rows
@@ -943,14 +943,17 @@ async def handoff_action(request: web.Request) -> web.Response:
         message = await asyncio.to_thread(store.reply, handoff.ref, staff, text)
         message = await deliver(message, store)
         if handoff.staff_post_id is not None:
-            await post_to_staff(f"{handoff.ref} · reply from {staff}: {text}", reply_to=handoff.staff_post_id)
+            posted = staff_say("staff_reply_from", ref=handoff.ref, staff=staff, text=text)
+            await post_to_staff(posted, reply_to=handoff.staff_post_id)
         notice = t["replied"].format(ref=handoff.ref, delivery=message.delivery or "")
     else:
         closed = await asyncio.to_thread(store.close, handoff.ref, staff, "staff")
         if closed is not None:
             await deliver(closed, store)
         if handoff.staff_post_id is not None:
-            await post_to_staff(f"{handoff.ref} closed by {staff}", reply_to=handoff.staff_post_id)
+            await post_to_staff(
+                staff_say("staff_closed_by", ref=handoff.ref, staff=staff), reply_to=handoff.staff_post_id
+            )
         notice = t["handoff_closed"].format(ref=handoff.ref)
     console.accounts.audit(session.username, f"handoff.{action}", handoff.ref)
     raise web.HTTPSeeOther(f"/staff/handoffs?{urlencode({'notice': notice})}", headers=HEADERS)
