@@ -33,6 +33,7 @@ CHOSEN_SLOT = "language_chosen"
 # letter is guesswork); the user is asked for a sentence or two instead.
 MAX_QUESTION_CHARS = 2000
 LANGUAGE_COMMAND = "/lang"
+ACTION_LISTEN = "action_listen"
 # Fewer letters than this is no question to pass on to the office ("2027", "ok").
 MIN_QUESTION_LETTERS = 3
 # Intents whose answer is the text of the same name in data/texts.
@@ -156,7 +157,16 @@ class LanguageAction(Action, ABC):
         else:
             events += self.respond(dispatcher, tracker, choice)
         tag_language(dispatcher, choice.language)
-        return events
+        return events + end_of_turn(tracker, events)
+
+
+def end_of_turn(tracker: Tracker, events: list[EventType]) -> list[EventType]:
+    """``FollowupAction("action_listen")`` when nothing follows this answer: outside a form,
+    whose rules continue after it, and unless the answer starts something itself. Rasa then
+    listens without asking its policies again what comes next (their rules would say the same)."""
+    if (tracker.active_loop or {}).get("name") or any(event.get("event") == "followup" for event in events):
+        return []
+    return [FollowupAction(ACTION_LISTEN)]
 
 
 def remember_language(tracker: Tracker, choice: Choice) -> list[EventType]:

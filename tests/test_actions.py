@@ -26,9 +26,33 @@ QUEEN_MARY = {
 }
 
 
+LISTEN = FollowupAction("action_listen")
+
+
 def run(action, tracker, dispatcher):
+    """The texts said and the events returned, but for the end of the turn (tested on its own)."""
     events = action.run(dispatcher, tracker, {})
-    return [m.get("text") for m in dispatcher.messages], events
+    assert events.count(LISTEN) <= 1 and LISTEN not in events[:-1]
+    return [m.get("text") for m in dispatcher.messages], [e for e in events if e != LISTEN]
+
+
+@pytest.mark.parametrize("action", [ActionAnswerQuestion(), ActionSwitchLanguage()])
+def test_outside_a_form_an_answer_ends_the_turn_without_asking_the_policies_again(action, dispatcher):
+    events = action.run(dispatcher, make_tracker("hello", "greet"), {})
+    assert events[-1] == LISTEN
+
+
+def test_inside_a_form_an_answer_leaves_the_next_step_to_the_forms_rules(dispatcher):
+    tracker = make_tracker("Where is the office?", "ask_address")
+    tracker.active_loop = {"name": "visit_form"}
+    events = ActionAnswerQuestion().run(dispatcher, tracker, {})
+    assert dispatcher.messages and LISTEN not in events
+
+
+def test_an_answer_that_starts_something_is_not_ended(dispatcher):
+    tracker = make_tracker("yes", "affirm", slots={"offer": "visit"})
+    events = ActionAnswerQuestion().run(dispatcher, tracker, {})
+    assert FollowupAction("visit_form") in events and LISTEN not in events
 
 
 @pytest.mark.parametrize("language", LANGUAGES)

@@ -46,11 +46,11 @@ from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.core.database import connection_arguments, database_url, sqlite_pool
 
-# User messages (with the bot's answers to them) that Rasa sees in full. Rules look one or two
-# turns back, the actions at most the previous user message, the staff's post of a hand-off the
-# last six messages (three turns): five is ample. Each message's cost grows with this number (the
+# User messages (with the bot's answers to them) that Rasa sees in full, besides the new one. Rules
+# look one or two turns back, the actions at most the previous user message, the staff's post of a
+# hand-off the last six messages: three is enough. Each message's cost grows with this number (the
 # rules' states, the copies of the tracker, the tracker sent to the action server).
-RECENT_TURNS = 5
+RECENT_TURNS = 3
 # Events whose latest occurrence before the recent part still counts: the form, paused or not.
 LATEST_OF_KIND = ({"active_loop"}, {"pause", "resume"}, {"action"})
 # Events of the session's start that the latest of their kind replaces.
