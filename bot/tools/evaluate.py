@@ -34,7 +34,7 @@ from pathlib import Path
 from bot.core.languages import registry
 from bot.core.paths import MODEL, ROOT
 from bot.core.validation import read_examples
-from bot.tools.datacheck import HOLDOUT_DIR, NEAR_MISS_DIR
+from bot.tools.datacheck import HOLDOUT_DIR, NEAR_MISS_DIR, unexamined
 
 REPORTS = ROOT / "reports"
 REJECTIONS = {"out_of_scope", "nlu_fallback"}
@@ -192,6 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in results.values():
             print(f"{r.language}: accuracy {r.accuracy:.1%}, out-of-scope false accepts "
                   f"{r.out_of_scope_false_accepts:.1%}, near misses {r.near_miss_false_accepts:.1%}")  # fmt: skip
+        for intent in unexamined():
+            print(f"not examined: {intent} (no held-out questions yet)")
         for failure in failures:
             print(f"guard failed: {failure}")
         return 1 if failures else 0
