@@ -33,6 +33,7 @@ import datetime as dt
 import difflib
 import fcntl
 import io
+import json
 import logging
 import os
 import re
@@ -47,7 +48,7 @@ from pathlib import Path
 import httpx
 import sqlalchemy as sa
 
-from bot.core.paths import DATA, MODEL, ROOT, VAR
+from bot.core.paths import DATA, DOMAIN_FILE, MODEL, ROOT, VAR
 from bot.core.storage import open_store_engine, publishes_table
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,9 @@ PUBLISHED = ROOT / "models" / "published"
 SNAPSHOTS = VAR / "publish"
 LOCK_FILE = VAR / "run" / "publish.lock"
 SWAP_HEADER = "X-Model-Token"
+# What staff edit besides data/: a new FAQ adds its intent to domain.yml and a row to docs/intents.md.
+# A publish snapshots and commits them with data/, and a rollback restores them.
+EDITED_FILES = (DOMAIN_FILE, ROOT / "docs" / "intents.md")
 EPOCHS = re.compile(r"Epochs:\s+(\d+)%")
 # Where each step's progress starts (fraction of the whole publish).
 STEPS = {"validate": 0.0, "train": 0.05, "guard": 0.8, "swap": 0.95, "record": 0.99}
@@ -103,10 +107,13 @@ def _environment() -> dict[str, str]:
 
 
 def snapshot_data(path: Path) -> None:
-    """data/ as a .tar.gz (the files staff edit; rollback restores them)."""
+    """data/, domain.yml and docs/intents.md as a .tar.gz (the files staff edit; rollback restores them)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with tarfile.open(path, "w:gz") as archive:
         archive.add(DATA, arcname="data")
+        for edited in EDITED_FILES:
+            if edited.exists():
+                archive.add(edited, arcname=_relative(edited))
 
 
 def _files_of(snapshot: Path | None) -> dict[str, str]:
@@ -115,7 +122,7 @@ def _files_of(snapshot: Path | None) -> dict[str, str]:
     found = {}
     with tarfile.open(snapshot) as archive:
         for member in archive.getmembers():
-            if member.isfile() and member.name.endswith((".yml", ".yaml")):
+            if member.isfile() and member.name.endswith((".yml", ".yaml", ".md")):
                 found[member.name] = archive.extractfile(member).read().decode("utf-8", errors="replace")
     return found
 
@@ -135,9 +142,12 @@ def changes_between(before: Path | None, after: Path) -> str:
 
 
 def restore_data(snapshot: Path) -> None:
-    """data/ as it was in ``snapshot`` (files of data/ that are not in it are removed)."""
+    """data/ as it was in ``snapshot`` (files of data/ that are not in it are removed), and
+    domain.yml and docs/intents.md when the snapshot has them."""
+    edited = {_relative(path) for path in EDITED_FILES}
     with tarfile.open(snapshot) as archive:
-        members = [m for m in archive.getmembers() if m.name == "data" or m.name.startswith("data/")]
+        members = [m for m in archive.getmembers()
+                   if m.name == "data" or m.name.startswith("data/") or m.name in edited]  # fmt: skip
         if any(".." in Path(m.name).parts or m.issym() or m.islnk() for m in members):
             raise PublishError(f"{snapshot}: unexpected paths")
         scratch = VAR / "publish" / "restore"
@@ -147,7 +157,9 @@ def restore_data(snapshot: Path) -> None:
     for path in sorted(DATA.rglob("*"), reverse=True):
         if path.is_file() and not (scratch / path.relative_to(ROOT)).exists():
             path.unlink()
-    for path in (scratch / "data").rglob("*"):
+    for path in [*(scratch / "data").rglob("*"), *(scratch / name for name in sorted(edited))]:
+        if not path.exists():
+            continue
         target = ROOT / path.relative_to(scratch)
         if path.is_dir():
             target.mkdir(parents=True, exist_ok=True)
@@ -164,15 +176,37 @@ def read_swap_token(rasa_port: int) -> str | None:
     return path.read_text().strip() if path.exists() else None
 
 
+def replicas_file(rasa_port: int) -> Path:
+    """Where ``bot run`` lists the Rasa and action servers behind ``rasa_port`` (one, or each replica)."""
+    return VAR / "run" / f"replicas-{rasa_port}.json"
+
+
+def read_replicas(rasa_port: int) -> list[tuple[str, str | None]]:
+    """(Rasa URL, action server URL) of each replica ``bot run`` started behind ``rasa_port``; [] if none."""
+    try:
+        listed = json.loads(replicas_file(rasa_port).read_text(encoding="utf-8"))
+        return [(str(r["rasa"]), str(r["actions"]) if r.get("actions") else None) for r in listed]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+
+
 class Publisher:
     """Publishes data/ to the Rasa server at ``rasa_url``."""
 
     def __init__(self, rasa_url: str | None = None, swap_token: str | None = None, url: str | None = None,
-                 engine: sa.engine.Engine | None = None) -> None:  # fmt: skip
+                 engine: sa.engine.Engine | None = None,
+                 replicas: list[tuple[str, str | None]] | None = None) -> None:  # fmt: skip
         self.rasa_url = (rasa_url or os.environ.get("RASA_URL") or "http://127.0.0.1:5005").rstrip("/")
-        port = httpx.URL(self.rasa_url).port or 5005
-        self.swap_token = swap_token or read_swap_token(port)
+        self.port = httpx.URL(self.rasa_url).port or 5005
+        self.swap_token = swap_token or read_swap_token(self.port)
         self.engine = engine or open_store_engine(url)
+        self.replicas = replicas
+
+    def targets(self) -> list[tuple[str, str | None]]:
+        """(Rasa URL, action server URL) of every replica, each reached directly on its own port (with
+        REPLICAS, ``rasa_url`` is the load balancer, which would give the new model to one of them):
+        those given, else those ``bot run`` listed (``replicas_file``), else ``rasa_url`` alone."""
+        return self.replicas or read_replicas(self.port) or [(self.rasa_url, None)]
 
     # --- the record ------------------------------------------------------------------
 
@@ -246,19 +280,49 @@ class Publisher:
         return text
 
     def _swap(self, model: Path, progress: Progress) -> None:
+        """Every action server reads the texts and facts again, then every Rasa server takes the model;
+        ``PublishError`` naming each replica that failed."""
         if not self.swap_token:
             raise PublishError(
                 "swap: no MODEL_SWAP_TOKEN (start the bot with `bot run`, which makes one, on this machine)"
             )
         started = time.monotonic()
-        try:
-            reply = httpx.post(f"{self.rasa_url}/webhooks/model/swap", json={"model": _relative(model)},
-                               headers={SWAP_HEADER: self.swap_token}, timeout=600)  # fmt: skip
-        except httpx.HTTPError as error:
-            raise PublishError(f"swap: the Rasa server at {self.rasa_url} cannot be reached ({error})") from None
-        if reply.status_code != 200:
-            raise PublishError(f"swap: the Rasa server refused the model ({reply.status_code} {reply.text[:200]})")
+        self.reload_actions()  # first: a new FAQ's text is there before the model can predict it
+        targets = self.targets()
+        failures = []
+        for number, (rasa, _) in enumerate(targets, 1):
+            try:
+                reply = httpx.post(f"{rasa}/webhooks/model/swap", json={"model": _relative(model)},
+                                   headers={SWAP_HEADER: self.swap_token}, timeout=600)  # fmt: skip
+            except httpx.HTTPError as error:
+                failures.append(f"replica {number} ({rasa}): cannot be reached ({error})")
+                continue
+            if reply.status_code != 200:
+                failures.append(
+                    f"replica {number} ({rasa}): refused the model ({reply.status_code} {reply.text[:200]})"
+                )
+        if failures:
+            raise PublishError(f"swap: {len(failures)} of {len(targets)} Rasa server(s) failed: " + "; ".join(failures))
         progress.timings["swap"] = round(time.monotonic() - started, 1)
+        progress.message = f"the new model is live on {len(targets)} Rasa server(s)"
+
+    def reload_actions(self) -> int:
+        """Every action server reads the texts, facts and the domain's intents again (``POST /reload``);
+        the number reloaded. ``PublishError`` naming each that failed or kept the old texts."""
+        actions = [(n, url) for n, (_, url) in enumerate(self.targets(), 1) if url]
+        failures = []
+        for number, url in actions:
+            try:
+                reply = httpx.post(f"{url}/reload", headers={SWAP_HEADER: self.swap_token or ""}, timeout=60)
+            except httpx.HTTPError as error:
+                failures.append(f"action server {number} ({url}): cannot be reached ({error})")
+                continue
+            if reply.status_code != 200:
+                failures.append(f"action server {number} ({url}): {reply.status_code} {reply.text[:300]}")
+        if failures:
+            raise PublishError(f"reload: {len(failures)} of {len(actions)} action server(s) failed: "
+                               + "; ".join(failures))  # fmt: skip
+        return len(actions)
 
     def _commit(self, username: str, message: str) -> str | None:
         """A git commit of data/ authored by the staff member, when the project is a git checkout."""
@@ -272,10 +336,11 @@ class Publisher:
         def run(*args: str) -> subprocess.CompletedProcess:
             return subprocess.run([git, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
 
-        run("add", "--all", "--", "data")
-        if run("diff", "--cached", "--quiet", "--", "data").returncode == 0:
+        paths = ["data"] + [_relative(path) for path in EDITED_FILES if path.exists()]
+        run("add", "--all", "--", *paths)
+        if run("diff", "--cached", "--quiet", "--", *paths).returncode == 0:
             return None  # nothing to commit
-        done = run("commit", "--quiet", "-m", message, "--", "data")
+        done = run("commit", "--quiet", "-m", message, "--", *paths)
         if done.returncode != 0:
             logger.warning("publish: git commit failed: %s", done.stderr.strip()[:300])
             return None
@@ -349,6 +414,7 @@ class Publisher:
                 raise PublishError(f"the previous model {previous.get('model')} is missing")
             self._swap(ROOT / previous["model"], Progress())
             restore_data(ROOT / previous["data_snapshot"])
+            self.reload_actions()
             shutil.copy2(ROOT / previous["model"], MODEL.with_suffix(".publishing"))
             os.replace(MODEL.with_suffix(".publishing"), MODEL)
             with self.engine.begin() as connection:
