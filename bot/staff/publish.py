@@ -14,13 +14,15 @@ The steps, each a process of its own (as ``make validate`` and ``make train`` ru
    false-accept guards of every language. The held-out questions live in the tests'
    folder, which runtime code never reads (tests/test_layout.py): the guard stays a
    developer tool that the publisher runs, as ``make`` would;
-4. *swap*: the running Rasa server loads the new model in a thread and puts it in
-   place (``bot.plugins.models``, ``MODEL_SWAP_TOKEN``); the action server reads the
-   texts and facts again when their files change (``bot.core.texts``), so nothing restarts;
+4. *swap*: every action server reads the texts, facts and intents again (``POST /reload``),
+   then every Rasa server loads the new model in a thread and puts it in place
+   (``bot.plugins.models``, ``MODEL_SWAP_TOKEN``), each on its own port (with REPLICAS, as
+   ``bot run`` lists them in ``var/run/replicas-<port>.json``), so nothing restarts; one
+   that fails fails the publish, named;
 5. *record*: a row of ``staff_publishes`` (who, when, what changed, the model file, a
-   snapshot of data/), the model copied to ``models/njupt.tar.gz`` (the next ``make
-   run`` starts with it), and, in a git checkout, a commit of data/ authored by the
-   staff member.
+   snapshot of data/, domain.yml and docs/intents.md), the model copied to
+   ``models/njupt.tar.gz`` (the next ``make run`` starts with it), and, in a git checkout,
+   a commit of those files authored by the staff member.
 
 A model that fails a step is not published; the record says why. One publish runs
 at a time (a lock file in var/run/).
