@@ -400,6 +400,7 @@ def publish(args: argparse.Namespace) -> int:
         return 1
     record = progress.record or {}
     print(f"published {record.get('model')} in {record.get('seconds')} s: {record.get('changes')}")
+    print(f"steps: {progress.steps()}")
     if record.get("git_commit"):
         print(f"git commit {record['git_commit'][:12]} (author {who})")
     return 0
