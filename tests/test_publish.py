@@ -242,6 +242,7 @@ def test_2_a_question_is_taught_and_published_from_the_terminal_and_answered_wit
     assert "] train: training" in published.stdout  # the progress, step by step
     steps = next(line for line in published.stdout.splitlines() if line.startswith("steps: "))
     print(f"\nbot publish: {time.monotonic() - started:.0f} s; {steps}")
+    print("\n".join(line for line in published.stdout.splitlines() if line.startswith("held-out guard: ")))
     (rest,) = project.replies(CLI_QUESTION, "cli-user-3")
     assert (rest["text"], rest["language"]) == (say(CLI_INTENT, "fr"), "fr")
     (web,) = project.ask_web(CLI_QUESTION)

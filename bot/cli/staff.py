@@ -401,6 +401,8 @@ def publish(args: argparse.Namespace) -> int:
     record = progress.record or {}
     print(f"published {record.get('model')} in {record.get('seconds')} s: {record.get('changes')}")
     print(f"steps: {progress.steps()}")
+    for line in progress.figures:
+        print(f"held-out guard: {line}")
     if record.get("git_commit"):
         print(f"git commit {record['git_commit'][:12]} (author {who})")
     return 0

@@ -103,6 +103,7 @@ class Progress:
     failed: bool = False
     record: dict | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    figures: list[str] = field(default_factory=list)  # the held-out guard's figures, one line a language
 
     def steps(self) -> str:
         """The seconds each step took: "validate 4.1 s, train 212.0 s, guard 35.2 s, swap 3.0 s"."""
@@ -421,8 +422,9 @@ class Publisher:
                 os.replace(temporary, MODEL)
                 commit = self._commit(username, f"Publish by {username}: {changes.splitlines()[0]}")
                 seconds = round(time.monotonic() - started, 1)
-                guard = [line for line in report.splitlines() if ": accuracy " in line and "thresholds" not in line]
-                detail = f"timings {progress.timings}; " + "; ".join(guard)
+                progress.figures = [line for line in report.splitlines()
+                                    if ": accuracy " in line and not line.startswith("thresholds: ")]  # fmt: skip
+                detail = f"timings {progress.timings}; " + "; ".join(progress.figures)
                 record = self._record(username=username, status="published", model=_relative(model),
                                       data_snapshot=_relative(snapshot), changes=changes, detail=detail,
                                       git_commit=commit, seconds=seconds)  # fmt: skip
