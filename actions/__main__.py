@@ -8,6 +8,9 @@ rasa-sdk's own server, with three changes for a public deployment:
   gives it to Rasa), every call but ``/health`` must carry it in the
   ``X-Action-Token`` header, so nothing but our Rasa server can run an action
   (such as saving a visit request) directly;
+* ``POST /reload`` with ``X-Model-Token`` (``MODEL_SWAP_TOKEN``, the token of ``bot publish``)
+  reads the texts, facts and the domain's intents again at once: a publish has every action
+  server (each replica) do so, and is told if one keeps the old ones (its checks failed);
 * no CORS: browsers never call it; the language detector and the date parser
   load their data at start, not on a user's first message. Request bodies are limited to
   ``ACTION_MAX_BODY`` bytes (default 4 MB: a long conversation's tracker).
@@ -26,10 +29,11 @@ from sanic import response
 from sanic.request import Request
 from sanic.response import HTTPResponse
 
-from bot.core import languages, parsing
+from bot.core import languages, parsing, texts
 
 TOKEN_HEADER = "X-Action-Token"
-UNGUARDED = {"/health"}
+RELOAD_HEADER = "X-Model-Token"
+UNGUARDED = {"/health", "/reload"}  # /reload has a token of its own
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -50,6 +54,17 @@ def main(argv: list[str] | None = None) -> int:
         if not hmac.compare_digest(given.encode(), token.encode()):
             return response.json({"error": "forbidden"}, status=403)
         return None
+
+    @app.route("/reload", methods=["POST"])
+    async def reload(request: Request) -> HTTPResponse:
+        expected = os.environ.get("MODEL_SWAP_TOKEN", "")
+        given = request.headers.get(RELOAD_HEADER, "")
+        if not expected or not hmac.compare_digest(given.encode(), expected.encode()):
+            return response.json({"error": "forbidden"}, status=403)
+        problems = texts.reload_now()
+        if problems:
+            return response.json({"reloaded": False, "problems": problems[:20]}, status=422)
+        return response.json({"reloaded": True})
 
     if not token:
         logging.getLogger(__name__).warning("ACTION_SERVER_TOKEN is not set: any local process may call the actions")

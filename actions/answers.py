@@ -21,7 +21,7 @@ from rasa_sdk.executor import CollectingDispatcher
 
 from bot.core.choices import choices
 from bot.core.languages import Choice, choose, is_short, registry, requested_language
-from bot.core.texts import say, texts
+from bot.core.texts import faq_intents, say, texts
 
 logger = logging.getLogger(__name__)
 
@@ -36,17 +36,19 @@ LANGUAGE_COMMAND = "/lang"
 ACTION_LISTEN = "action_listen"
 # Fewer letters than this is no question to pass on to the office ("2027", "ok").
 MIN_QUESTION_LETTERS = 3
-# Intents whose answer is the text of the same name in data/texts.
-ANSWERED_INTENTS = frozenset(
-    {
-        "ask_department", "ask_partners", "ask_hk_macau_taiwan", "ask_visiting_scholars",
-        "ask_conferences", "ask_joint_programmes", "ask_nyit_college", "ask_joint_masters",
-        "ask_study_fields", "ask_degrees", "ask_apt", "ask_foreign_experts",
-        "ask_training_target", "ask_philosophy", "ask_address", "ask_visit",
-        "greet", "goodbye", "thanks", "bot_capabilities", "bot_identity",
-        "out_of_scope", "nlu_fallback",
-    }
-)  # fmt: skip
+# Intents of the conversation whose answer is the text of the same name in data/texts. Besides
+# these, every FAQ intent (an ``ask_…`` intent of domain.yml with a text of its name, made by a
+# developer or from the staff console) is answered with its text: see ``answered_intents``.
+CONVERSATION_ANSWERS = frozenset(
+    {"greet", "goodbye", "thanks", "bot_capabilities", "bot_identity", "out_of_scope", "nlu_fallback"}
+)
+
+
+def answered_intents() -> frozenset[str]:
+    """The intents whose answer is the text of the same name: the conversation's and the FAQs."""
+    return CONVERSATION_ANSWERS | faq_intents()
+
+
 # Intents of a short message that may be a language request the NLU could not
 # place, when it names a language (see _names_a_language).
 UNPLACED_INTENTS = frozenset({"nlu_fallback", "out_of_scope", "bot_capabilities", "bot_identity"})
@@ -227,7 +229,7 @@ class ActionAnswerQuestion(LanguageAction):
         elif len(text) > MAX_QUESTION_CHARS:
             key = "long_message"
         else:
-            key = REPLY_KEYS.get(intent) or (intent if intent in ANSWERED_INTENTS else "nlu_fallback")
+            key = REPLY_KEYS.get(intent) or (intent if intent in answered_intents() else "nlu_fallback")
         dispatcher.utter_message(text=say(key, choice.language))
         return self.offer(dispatcher, tracker, key, text, choice.language)
 

@@ -40,7 +40,6 @@ from rasa_sdk.forms import REQUESTED_SLOT
 from rasa_sdk.types import DomainDict
 
 from actions.answers import (
-    ANSWERED_INTENTS,
     LANGUAGE_SLOT,
     remember_language,
     reply_language,
@@ -51,7 +50,7 @@ from bot.core.choices import choices
 from bot.core.languages import registry
 from bot.core.parsing import is_email
 from bot.core.storage import OfficeRequest, store
-from bot.core.texts import say, texts
+from bot.core.texts import faq_intents, say, texts
 
 try:  # bot.core.parsing.read_dates comes with the `dates` branch
     from bot.core.parsing import DateAnswer, office_today, read_dates
@@ -87,7 +86,8 @@ CANCEL_CONFIDENCE = 0.6
 # "Can I talk to a human?" leaves a form for the staff when NLU is at least this sure of it
 # (names, institutions and notes come out as nlu_fallback or out_of_scope).
 PERSON_CONFIDENCE = 0.6
-FAQ_INTENTS = {i for i in ANSWERED_INTENTS if i.startswith("ask_")} | {"bot_capabilities", "bot_identity"}
+# Besides the FAQ intents (``bot.core.texts.faq_intents``: every ask_… intent with a text, a new one too).
+FORM_QUESTION_INTENTS = frozenset({"bot_capabilities", "bot_identity"})
 QUESTION_SHAPE = re.compile(r"[?？]|\b(what|where|how|which|who|when|why|is|are|do|does|can|"
                             r"что|где|как|какие|какой|когда|кто|ли|quel|quelle|quels|où|comment|est-ce)\b|"
                             r"吗|嗎|什么|什麼|哪|怎么|怎麼|多少|几|幾", re.IGNORECASE)  # fmt: skip
@@ -121,7 +121,11 @@ def _message(tracker: Tracker) -> tuple[str, str | None, float]:
 def asked_a_question(tracker: Tracker) -> str | None:
     """The intent of a department question asked instead of an answer, if the message is one."""
     text, intent, confidence = _message(tracker)
-    if intent in FAQ_INTENTS and confidence >= FAQ_CONFIDENCE and QUESTION_SHAPE.search(text):
+    if (
+        (intent in faq_intents() or intent in FORM_QUESTION_INTENTS)
+        and confidence >= FAQ_CONFIDENCE
+        and QUESTION_SHAPE.search(text)
+    ):
         return intent
     return None
 

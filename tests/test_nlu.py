@@ -10,14 +10,19 @@ from bot.core.paths import NLU_DIR
 from bot.core.validation import read_examples
 from bot.plugins.nlu import HashedNgramFeaturizer, MultilingualTokenizer, epochs_for, split
 
-# The guards (MIN_ACCURACY, MAX_...) are also what `bot publish` checks before a model goes live.
+# The tests' targets (MIN_ACCURACY, MAX_...); `bot publish` checks the looser PUBLISH_FLOOR before a
+# model goes live (the noise of a retrain must not block a staff publish; a real regression is refused).
+from bot.staff.publish import guard_refusal
 from bot.tools.evaluate import (
     MAX_NEAR_MISS_FALSE_ACCEPTS,
     MAX_OUT_OF_SCOPE_FALSE_ACCEPTS,
     MIN_ACCURACY,
+    PUBLISH_FLOOR,
     REJECTIONS,
+    TARGETS,
     LanguageResult,
     evaluate,
+    guard_failures,
     predict,
     score,
 )
@@ -98,6 +103,37 @@ def test_near_misses_are_scored_apart_from_the_other_questions():
     assert (result.accuracy, result.out_of_scope_false_accepts) == (1.0, 0.0)
     assert (result.near_misses, result.near_miss_false_accepts) == (4, 0.5)
     assert result.near_miss_errors == [("the director's name?", "ask_department"), ("nyit tuition", "ask_nyit_college")]
+
+
+def result(accuracy: float, out_of_scope: float, near_miss: float, language: str = "fr") -> LanguageResult:
+    return LanguageResult(language, 100, accuracy, 0.9, out_of_scope, near_misses=20, near_miss_false_accepts=near_miss)
+
+
+def test_the_publish_floor_lets_a_retrains_noise_through_and_refuses_a_regression():
+    assert (TARGETS.min_accuracy, TARGETS.max_out_of_scope_false_accepts, TARGETS.max_near_miss_false_accepts) == (
+        MIN_ACCURACY, MAX_OUT_OF_SCOPE_FALSE_ACCEPTS, MAX_NEAR_MISS_FALSE_ACCEPTS)  # fmt: skip
+    assert (PUBLISH_FLOOR.min_accuracy, PUBLISH_FLOOR.max_out_of_scope_false_accepts,
+            PUBLISH_FLOOR.max_near_miss_false_accepts) == (0.90, 0.12, 0.10)  # fmt: skip
+    noise = {"fr": result(0.94, 0.08, 0.10)}  # a question or two moved by a retrain
+    assert guard_failures(noise) == []  # the publish floor is the default
+    assert len(guard_failures(noise, TARGETS)) == 3
+    regression = {"en": result(0.96, 0.0, 0.0, "en"), "fr": result(0.85, 0.16, 0.15)}
+    assert guard_failures(regression) == ["fr: held-out accuracy 85.0% < 90%",
+                                          "fr: out-of-scope false accepts 16.0% > 12%",
+                                          "fr: near-miss false accepts 15.0% > 10%"]  # fmt: skip
+
+
+def test_a_refused_publish_says_which_threshold_failed_and_shows_every_languages_figures():
+    output = (f"thresholds: {PUBLISH_FLOOR.describe()}\n"
+              "en: accuracy 96.0%, out-of-scope false accepts 4.0%, near-miss false accepts 5.0%\n"
+              "fr: accuracy 97.0%, out-of-scope false accepts 0.0%, near-miss false accepts 15.0%\n"
+              "not examined: ask_assistant_feedback (no held-out questions yet)\n"
+              "guard failed: fr: near-miss false accepts 15.0% > 10%\n")  # fmt: skip
+    refusal = guard_refusal(output)
+    assert refusal.startswith("guard refused the model (the publish floor: accuracy >= 90%, ")
+    assert "below the threshold:\n  fr: near-miss false accepts 15.0% > 10%\n" in refusal
+    assert "  en: accuracy 96.0%, out-of-scope false accepts 4.0%, near-miss false accepts 5.0%" in refusal
+    assert guard_refusal("Traceback (most recent call last):") is None  # not a refusal: the step's error as is
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import concurrent.futures
 import datetime as dt
 import os
+import shutil
 import signal
 import threading
 import time
@@ -22,8 +23,10 @@ import pytest
 import sqlalchemy as sa
 
 from bot.cli.servers import SECRETS, Servers, haproxy_path
+from bot.core.paths import ROOT
 from bot.core.storage import RequestStore
 from bot.core.texts import say
+from bot.staff.publish import SWAP_HEADER, Progress, Publisher, PublishError
 from bot.tools.telegram_api import BotApi
 
 from .conftest import POSTGRES, free_port
@@ -224,6 +227,58 @@ def test_twenty_messages_of_one_sender_at_once_are_all_answered_and_stored_in_or
     assert sorted(user for user, _ in stored) == sorted(numbered)  # each once: none lost, none twice
     for user, answered in stored:  # each turn's answers follow its message, before the next one
         assert answered == replies[user], user
+
+
+def test_a_publish_swaps_the_model_of_every_replica_and_reloads_every_action_server(stack: Servers, model: Path):
+    """The swap step of `bot publish` with an already trained model (a copy under models/published/): each
+    Rasa server is reached on its own port (through the load balancer, only one would take the model),
+    each action server reads the texts again, and a replica that fails fails the publish, named."""
+    published = ROOT / "models" / "published" / f"njupt-replicas-{uuid.uuid4().hex[:8]}.tar.gz"
+    published.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(model, published)
+    token = stack.swap_token_file.read_text().strip()
+
+    def model_of(number: int) -> str:
+        status = httpx.get(
+            f"{stack.replica_url(number)}/webhooks/model/status", headers={SWAP_HEADER: token}, timeout=30
+        )
+        return status.json()["model"]
+
+    publisher = Publisher(rasa_url=stack.rasa_url, engine=sa.create_engine("sqlite://"))
+    try:
+        assert publisher.targets() == [
+            (stack.replica_url(n), f"http://127.0.0.1:{actions}")
+            for n, (_, actions) in enumerate(stack.replica_addresses, 1)
+        ]
+        assert {model_of(1), model_of(2)} == {model.name}
+        progress = Progress()
+        publisher._swap(published, progress)
+        assert (model_of(1), model_of(2)) == (published.name, published.name)
+        assert progress.message == "the new model is live on 2 Rasa server(s)"
+        for number in (1, 2):  # each replica answers with it, straight to its port
+            reply = texts(
+                send(
+                    stack.replica_url(number),
+                    f"swapped-{number}-{uuid.uuid4().hex[:6]}",
+                    "Where is the international office?",
+                )
+            )
+            assert reply == say("ask_address", "en")
+        assert publisher.reload_actions() == 2
+        # an action server that refuses (here: a wrong token) or a Rasa server that is not there fails it
+        wrong = Publisher(rasa_url=stack.rasa_url, swap_token="not-the-token", engine=publisher.engine)
+        with pytest.raises(PublishError, match=r"reload: 2 of 2 action server\(s\) failed: action server 1 .* 403"):
+            wrong.reload_actions()
+        gone = f"http://127.0.0.1:{free_port()}"
+        missing = Publisher(rasa_url=stack.rasa_url, engine=publisher.engine,
+                            replicas=[(stack.replica_url(1), None), (gone, None)])  # fmt: skip
+        with pytest.raises(PublishError, match=rf"swap: 1 of 2 Rasa server\(s\) failed: replica 2 \({gone}\)"):
+            missing._swap(model, Progress())
+        assert (model_of(1), model_of(2)) == (model.name, published.name)
+    finally:
+        publisher._swap(model, Progress())  # the trained model again on both, for the next tests
+        published.unlink(missing_ok=True)
+    assert (model_of(1), model_of(2)) == (model.name, model.name)
 
 
 def test_a_replica_killed_during_a_load_keeps_the_bot_serving_and_no_event_is_lost(stack: Servers):

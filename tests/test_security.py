@@ -107,6 +107,19 @@ def test_the_action_server_runs_actions_only_for_rasa(servers: Servers):
     assert status == 200 and replies[0]["text"] == say("greet", "en")
 
 
+def test_the_action_server_reads_its_texts_again_only_with_the_swap_token(servers: Servers):
+    """``bot publish`` has every action server reload (``POST /reload``) with the model-swap token;
+    nobody else can, not even with the action server's own token."""
+    url = f"{servers.action_url}/reload"
+    action_token = Path(f"/proc/{servers.process('action server').popen.pid}/environ").read_bytes().decode()
+    action_token = next(v.split("=", 1)[1] for v in action_token.split("\0") if v.startswith("ACTION_SERVER_TOKEN="))
+    assert httpx.post(url).status_code == 403
+    assert httpx.post(url, headers={"X-Model-Token": "guessed"}).status_code == 403
+    assert httpx.post(url, headers={"X-Action-Token": action_token}).status_code == 403
+    reply = httpx.post(url, headers={"X-Model-Token": servers.swap_token_file.read_text().strip()})
+    assert (reply.status_code, reply.json()) == (200, {"reloaded": True})
+
+
 @pytest.mark.parametrize(
     "sender", ["telegram-123456", "TELEGRAM-123456", "web-" + "a" * 22, " web-abcdefghijklmnopqrstuv"]
 )

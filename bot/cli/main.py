@@ -11,6 +11,8 @@
                 accounts of the staff console (http://localhost:8080/staff/)
     bot inbox list|assign|todo|ignore
                 the questions the bot could not answer
+    bot faq add NAME --from-file FILE
+                a new FAQ (a new intent): its answer in every language and its examples
     bot publish / bot rollback
                 put the edited data live without a restart / the previous model and data back
     bot conversations purge --older-than DAYS

@@ -32,6 +32,7 @@ HAProxy's configuration (``var/haproxy.<port>.cfg``, mode 0600) holds no secret.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import shutil
@@ -48,6 +49,7 @@ import httpx
 import yaml
 
 from bot.core.paths import MODEL, ROOT, VAR
+from bot.staff.publish import replicas_file
 
 AUTH_TOKEN = "RASA_AUTH_TOKEN"
 # Secrets shared between the processes: each is given only to those that need it.
@@ -308,7 +310,9 @@ class Servers:
             self.cors = self.cors or self.web_url
         self.channel_tokens = {name: shared[name] for name in ("WEB_CHANNEL_TOKEN", "TELEGRAM_CHANNEL_TOKEN")}
         endpoints = self._endpoints(env)
-        action_env = {**env, "ACTION_SERVER_TOKEN": shared["ACTION_SERVER_TOKEN"]}
+        # the model-swap token also lets `bot publish` have each action server read the texts again (POST /reload)
+        action_env = {**env, "ACTION_SERVER_TOKEN": shared["ACTION_SERVER_TOKEN"],
+                      "MODEL_SWAP_TOKEN": shared["MODEL_SWAP_TOKEN"]}  # fmt: skip
         rasa_env = {**env, **shared, "SANIC_REQUEST_MAX_SIZE": str(MAX_REQUEST_BYTES)}
         self.processes = []
         replicated = self.replicas > 1
@@ -340,6 +344,7 @@ class Servers:
             web_log = self.log_dir / f"web-{self.web_port}.log"
             self.processes.append(Process("web chat", web, health, web_log, web_env))
         self._write_swap_token(shared["MODEL_SWAP_TOKEN"])
+        self._write_replicas()
         for process in self.processes:
             process.start()
         try:
@@ -389,10 +394,20 @@ class Servers:
         with os.fdopen(descriptor, "w") as file:
             file.write(token)
 
+    def _write_replicas(self) -> None:
+        """The Rasa and action servers behind ``rasa_port``, each by its own port, for ``bot publish``:
+        it swaps the model of every Rasa server and has every action server read the texts again."""
+        listed = [{"rasa": f"http://{self._local}:{r}", "actions": f"http://{self._local}:{a}"}
+                  for r, a in self.replica_addresses]  # fmt: skip
+        path = replicas_file(self.rasa_port)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(listed, indent=1) + "\n", encoding="utf-8")
+
     def stop(self) -> None:
         for process in reversed(self.processes):
             process.stop()
         self.swap_token_file.unlink(missing_ok=True)
+        replicas_file(self.rasa_port).unlink(missing_ok=True)
 
     def __enter__(self) -> Servers:
         return self.start()

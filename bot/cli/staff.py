@@ -14,6 +14,7 @@
     bot inbox assign ID INTENT                  add the question as an example of INTENT (data/nlu/<lang>.yml)
     bot inbox todo ID                           needs a new answer (kept on the to-do list)
     bot inbox ignore ID                         stays ignored when the same text comes again
+    bot faq add NAME --from-file FILE [--as NAME]   a new FAQ (intent, answers, examples: bot/staff/faqdata.py)
     bot publish [--as NAME] [--rasa-url URL]    validate, train, guard, swap into the running bot, record
     bot rollback [--as NAME] [--rasa-url URL]   the previous model and data back
 
@@ -327,6 +328,43 @@ def add_inbox_parser(commands: argparse._SubParsersAction) -> None:
         decide.set_defaults(handler=inbox_decide)
 
 
+def faq_add(args: argparse.Namespace) -> int:
+    """A new FAQ from a YAML file, checked as the console checks it; each problem with its field."""
+    from pathlib import Path
+
+    from bot.staff.faqdata import FaqRejected, read_draft
+    from bot.staff.service import Console
+
+    try:
+        draft = read_draft(Path(args.from_file), args.name)
+        changed = Console().add_faq(draft, args.who or _operator())
+    except FaqRejected as rejected:
+        for where, problems in rejected.fields.items():
+            for problem in problems:
+                print(f"error: {where + ': ' if where else ''}{problem}", file=sys.stderr)
+        print("nothing was changed", file=sys.stderr)
+        return 1
+    for path in changed:
+        print(f"written: {path}")
+    print(f"{args.name} created; `bot publish` trains it and puts it live")
+    return 0
+
+
+def add_faq_parser(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser("faq", help="a new FAQ: intent, answer in every language, examples")
+    sub = parser.add_subparsers(dest="faq_command", required=True)
+    add = sub.add_parser("add", help="create the FAQ NAME (ask_<topic>) from a YAML file")
+    add.add_argument("name", help="the intent: ask_ and a topic in lower-case words joined by _")
+    add.add_argument(
+        "--from-file",
+        required=True,
+        metavar="FILE",
+        help="description, answers (by language) and examples (by language, 15 or more each)",
+    )
+    add.add_argument("--as", dest="who", metavar="NAME", help="the staff member (the audit log)")
+    add.set_defaults(handler=faq_add)
+
+
 def _console(args: argparse.Namespace):
     from bot.staff.publish import Publisher
     from bot.staff.service import Console
@@ -365,6 +403,9 @@ def publish(args: argparse.Namespace) -> int:
         return 1
     record = progress.record or {}
     print(f"published {record.get('model')} in {record.get('seconds')} s: {record.get('changes')}")
+    print(f"steps: {progress.steps()}")
+    for line in progress.figures:
+        print(f"held-out guard: {line}")
     if record.get("git_commit"):
         print(f"git commit {record['git_commit'][:12]} (author {who})")
     return 0
@@ -396,6 +437,7 @@ def add_publish_parsers(commands: argparse._SubParsersAction) -> None:
 def add_parser(commands: argparse._SubParsersAction) -> None:
     add_staff_parser(commands)
     add_inbox_parser(commands)
+    add_faq_parser(commands)
     add_publish_parsers(commands)
     parser = commands.add_parser("requests", help="visit requests and messages to the office")
     sub = parser.add_subparsers(dest="requests_command", required=True)

@@ -21,7 +21,7 @@ import yaml
 from bot.core import facts as facts_module
 from bot.core.facts import Facts, FactsError, Localized, facts, load_facts
 from bot.core.languages import Registry, registry, to_traditional
-from bot.core.paths import FACTS_FILE, TEXTS_DIR
+from bot.core.paths import DOMAIN_FILE, FACTS_FILE, TEXTS_DIR
 
 logger = logging.getLogger(__name__)
 # libyaml when installed: the line numbers of the checks cost no time
@@ -133,7 +133,7 @@ _watch: dict[str, object] = {"checked": 0.0, "signature": None}
 
 
 def _signature() -> tuple:
-    files = sorted(TEXTS_DIR.glob("*.yml")) + [FACTS_FILE]
+    files = sorted(TEXTS_DIR.glob("*.yml")) + [FACTS_FILE, DOMAIN_FILE]
     found = []
     for path in files:
         try:
@@ -145,9 +145,9 @@ def _signature() -> tuple:
 
 
 def reload_if_changed(now: float | None = None) -> bool:
-    """Reads the texts and facts again when their files changed (a staff member published an
-    edit), at most once per ``RELOAD_CHECK_SECONDS``. Files that do not load keep the old
-    texts and facts (logged): a running bot never answers from broken data."""
+    """Reads the texts, facts and the domain's intents again when their files changed (a staff
+    member published an edit), at most once per ``RELOAD_CHECK_SECONDS``. Files that do not load
+    keep the old texts and facts (logged): a running bot never answers from broken data."""
     now = time.monotonic() if now is None else now
     if now - float(_watch["checked"]) < RELOAD_CHECK_SECONDS:
         return False
@@ -157,6 +157,17 @@ def reload_if_changed(now: float | None = None) -> bool:
         _watch["signature"] = signature
         return False
     _watch["signature"] = signature
+    return not _reload()
+
+
+def reload_now() -> list[str]:
+    """Reads the texts, facts and the domain's intents again at once (``bot publish`` asks every
+    action server to, ``POST /reload``); the problems that kept the old ones in use, or []."""
+    _watch["checked"], _watch["signature"] = time.monotonic(), _signature()
+    return _reload()
+
+
+def _reload() -> list[str]:
     try:
         load_facts()
         broken = load_texts().problems()
@@ -164,12 +175,31 @@ def reload_if_changed(now: float | None = None) -> bool:
         broken = [str(error)]
     if broken:
         logger.error("the changed texts or facts do not pass the checks, the previous ones stay in use: %s", broken[0])
-        return False
+        return broken
     _texts.cache_clear()
+    _domain_intents.cache_clear()
     facts_module.facts.cache_clear()
     _fact_values.cache_clear()
     logger.info("texts and facts reloaded")
-    return True
+    return []
+
+
+@functools.cache
+def _domain_intents() -> tuple[str, ...]:
+    try:
+        intents = (yaml.load(DOMAIN_FILE.read_text(encoding="utf-8"), Loader=LOADER) or {}).get("intents") or []
+    except (OSError, yaml.YAMLError, AttributeError) as error:
+        logger.error("cannot read the intents of %s: %s", DOMAIN_FILE, error)
+        return ()
+    return tuple(i for i in intents if isinstance(i, str))
+
+
+def faq_intents() -> frozenset[str]:
+    """The FAQ intents: those of domain.yml named ``ask_…`` that have a text of the same name.
+    Each is answered with that text (``actions.answers``): a new FAQ needs no code. Read again
+    with the texts when domain.yml changes."""
+    known = texts().by_language[registry().default]
+    return frozenset(i for i in _domain_intents() if i.startswith("ask_") and i in known)
 
 
 def join(items: list[str], language: str, source: Texts | None = None) -> str:

@@ -7,6 +7,7 @@
     console.ignore("3fa2c1d0e4", "li")            # bot inbox ignore ID
     console.publish("li", Progress())             # bot publish
     console.rollback("li")                        # bot rollback
+    console.add_faq(FaqDraft(...), "li")          # bot faq add NAME --from-file FILE
 
 Each change is written to the audit log (who, when, what).
 """
@@ -22,6 +23,7 @@ from bot.core.texts import load_texts
 from bot.core.validation import domain_intents, read_examples
 from bot.staff.accounts import StaffAccounts
 from bot.staff.factdata import Field, fields, set_facts
+from bot.staff.faqdata import FaqDraft, FaqFiles, add_faq
 from bot.staff.inbox import Group, Inbox
 from bot.staff.nludata import EditRejected, add_example
 from bot.staff.publish import Progress, Publisher, PublishError
@@ -32,13 +34,16 @@ class Console:
     """The staff's accounts, inbox and data, on one database and one data folder."""
 
     def __init__(self, url: str | None = None, nlu_dir: Path = NLU_DIR, domain: Path = DOMAIN_FILE,
-                 texts_dir: Path = TEXTS_DIR, facts_file: Path = FACTS_FILE) -> None:  # fmt: skip
+                 texts_dir: Path = TEXTS_DIR, facts_file: Path = FACTS_FILE,
+                 faq_files: FaqFiles | None = None) -> None:  # fmt: skip
         engine = open_store_engine(url)
         self.url = url
         self.accounts = StaffAccounts(engine=engine)
         self.inbox = Inbox(engine=engine)
         self.nlu_dir, self.domain, self.texts_dir, self.facts_file = nlu_dir, domain, texts_dir, facts_file
         self.publisher = Publisher(engine=engine)
+        # where a new FAQ is written: the project's files, or the copies of the tests
+        self.faq_files = faq_files or FaqFiles(domain=domain, nlu_dir=nlu_dir, texts_dir=texts_dir)
 
     def before_edit(self) -> None:
         """Before the first edit of the project's data: the baseline that a rollback can return to."""
@@ -79,6 +84,15 @@ class Console:
         changed = set_texts(intent, values, self.texts_dir)
         if changed:
             self.accounts.audit(username, "answer.edit", f"{intent}: {', '.join(p.name for p in changed)}")
+        return changed
+
+    def add_faq(self, draft: FaqDraft, username: str) -> list[Path]:
+        """Creates a new FAQ in every file (``bot.staff.faqdata``; ``FaqRejected``: nothing changed)."""
+        self.before_edit()
+        changed = add_faq(draft, self.faq_files)
+        languages = ", ".join(f"{code} {len(examples)}" for code, examples in draft.examples.items() if examples)
+        self.accounts.audit(username, "faq.add", f"{draft.name.strip()}: examples {languages}; "
+                                                 f"{', '.join(p.name for p in changed)}"[:2000])  # fmt: skip
         return changed
 
     def facts(self) -> list[Field]:

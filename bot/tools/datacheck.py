@@ -42,15 +42,31 @@ def leak_problems(training_dir: Path = NLU_DIR, holdout_dir: Path = HOLDOUT_DIR)
     return found
 
 
+def unexamined(holdout_dir: Path = HOLDOUT_DIR, intents: list[str] | None = None) -> list[str]:
+    """The intents of the domain with no held-out question in any language: a new FAQ made by staff
+    (``bot faq add``, the console), whose questions nobody has set aside yet. The held-out guard
+    does not examine them (a note, not a problem: a publish goes on); it still guards every other
+    intent against them. An intent with held-out questions in some languages only is a problem."""
+    held = set()
+    for path in holdout_dir.glob("*.yml"):
+        held |= set(read_example_lines(path))
+    return [intent for intent in (intents if intents is not None else domain_intents()) if intent not in held]
+
+
 def problems() -> list[str]:
     found = validation.problems()
-    found += example_problems(HOLDOUT_DIR, MIN_HOLDOUT_EXAMPLES, domain_intents())
+    intents = domain_intents()
+    new = set(unexamined(HOLDOUT_DIR, intents))
+    found += example_problems(HOLDOUT_DIR, MIN_HOLDOUT_EXAMPLES, [i for i in intents if i not in new])
     found += example_problems(NEAR_MISS_DIR, MIN_NEAR_MISS_EXAMPLES, ["out_of_scope"])
     return found + leak_problems()
 
 
 def main() -> int:
     found = problems()
+    for intent in unexamined():
+        print(f"note: {intent} has no held-out questions, so the held-out guard does not examine it "
+              f"(add {MIN_HOLDOUT_EXAMPLES} a language to {HOLDOUT_DIR.relative_to(ROOT)}/<language>.yml)")  # fmt: skip
     for problem in found:
         print(problem)
     print("data and held-out set: OK" if not found else f"{len(found)} problem(s)")

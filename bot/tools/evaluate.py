@@ -1,7 +1,8 @@
 """Intent accuracy per language on the held-out questions (never trained on).
 
     python -m bot.tools.evaluate [--model models/njupt.tar.gz] [--no-plots]
-    python -m bot.tools.evaluate --guard --model CANDIDATE   (bot publish: exit 1 if a guard fails)
+    python -m bot.tools.evaluate --guard --model CANDIDATE   (bot publish: exit 1 below the publish floor)
+    python -m bot.tools.evaluate --guard --strict ...        (the same at the tests' targets)
 
 Writes ``reports/evaluation.md`` (accuracy, macro-F1, out-of-scope and near-miss
 false accepts and the most frequent confusions, per language) and ``reports/evaluation.json``;
@@ -34,18 +35,43 @@ from pathlib import Path
 from bot.core.languages import registry
 from bot.core.paths import MODEL, ROOT
 from bot.core.validation import read_examples
-from bot.tools.datacheck import HOLDOUT_DIR, NEAR_MISS_DIR
+from bot.tools.datacheck import HOLDOUT_DIR, NEAR_MISS_DIR, unexamined
 
 REPORTS = ROOT / "reports"
 REJECTIONS = {"out_of_scope", "nlu_fallback"}
-# The guards, at the targets of issue 11: at least 95% accuracy and at most 5% false accepts
-# of each kind in every language (tests/test_nlu.py, and `bot publish` before a model goes
-# live). One held-out question moves a language's false accepts by 4-5%.
+# The tests' targets, those of issue 11: at least 95% accuracy and at most 5% false accepts
+# of each kind in every language (tests/test_nlu.py, tests/test_new_language.py hold the
+# shipped data to them). One held-out question moves a language's false accepts by 4-5%.
 MIN_ACCURACY = 0.95
 MAX_OUT_OF_SCOPE_FALSE_ACCEPTS = 0.05
 # Questions that name a known thing but ask for what the brief does not give
 # ("who is the director of the department?"): tests/nlu_holdout/near_miss/.
 MAX_NEAR_MISS_FALSE_ACCEPTS = 0.05
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """What a model must reach in every language: a floor for accuracy, ceilings for false accepts."""
+
+    name: str
+    min_accuracy: float
+    max_out_of_scope_false_accepts: float
+    max_near_miss_false_accepts: float
+
+    def describe(self) -> str:
+        return (f"{self.name}: accuracy >= {self.min_accuracy:.0%}, out-of-scope false accepts <= "
+                f"{self.max_out_of_scope_false_accepts:.0%}, near-miss false accepts <= "
+                f"{self.max_near_miss_false_accepts:.0%} in every language")  # fmt: skip
+
+
+TARGETS = Thresholds("the tests' targets", MIN_ACCURACY, MAX_OUT_OF_SCOPE_FALSE_ACCEPTS, MAX_NEAR_MISS_FALSE_ACCEPTS)
+# What a staff publish (`bot publish`, the console's Publish) refuses a model below. Not the
+# tests' targets on purpose: the tests hold the shipped data to 95/5/5, but a retrain (one
+# example added, the same seed) moves a question or two, and with 20 near-miss questions in a
+# language one question is 5%; a staff publish must not be blocked by that noise, while a real
+# regression (several questions of a language lost) is still refused.
+PUBLISH_FLOOR = Thresholds("the publish floor", min_accuracy=0.90, max_out_of_scope_false_accepts=0.12,
+                           max_near_miss_false_accepts=0.10)  # fmt: skip
 
 
 @dataclass
@@ -165,18 +191,18 @@ def markdown(results: dict[str, LanguageResult], model: Path) -> str:
     )
 
 
-def guard_failures(results: dict[str, LanguageResult]) -> list[str]:
-    """Each guard a model fails, one line per language and measure."""
-    found = []
+def guard_failures(results: dict[str, LanguageResult], thresholds: Thresholds = PUBLISH_FLOOR) -> list[str]:
+    """Each threshold a model fails, one line per language and measure (the figure and the threshold)."""
+    t, found = thresholds, []
     for r in results.values():
-        if r.accuracy < MIN_ACCURACY:
-            found.append(f"{r.language}: held-out accuracy {r.accuracy:.1%} < {MIN_ACCURACY:.0%}")
-        if r.out_of_scope_false_accepts > MAX_OUT_OF_SCOPE_FALSE_ACCEPTS:
+        if r.accuracy < t.min_accuracy:
+            found.append(f"{r.language}: held-out accuracy {r.accuracy:.1%} < {t.min_accuracy:.0%}")
+        if r.out_of_scope_false_accepts > t.max_out_of_scope_false_accepts:
             found.append(f"{r.language}: out-of-scope false accepts {r.out_of_scope_false_accepts:.1%} "
-                         f"> {MAX_OUT_OF_SCOPE_FALSE_ACCEPTS:.0%}")  # fmt: skip
-        if r.near_miss_false_accepts > MAX_NEAR_MISS_FALSE_ACCEPTS:
+                         f"> {t.max_out_of_scope_false_accepts:.0%}")  # fmt: skip
+        if r.near_miss_false_accepts > t.max_near_miss_false_accepts:
             found.append(f"{r.language}: near-miss false accepts {r.near_miss_false_accepts:.1%} "
-                         f"> {MAX_NEAR_MISS_FALSE_ACCEPTS:.0%}")  # fmt: skip
+                         f"> {t.max_near_miss_false_accepts:.0%}")  # fmt: skip
     return found
 
 
@@ -184,14 +210,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", type=Path, default=MODEL)
     parser.add_argument("--no-plots", action="store_true")
-    parser.add_argument("--guard", action="store_true", help="check the guards only (no report); exit 1 if one fails")
+    parser.add_argument("--guard", action="store_true",
+                        help="check the publish floor only (no report); exit 1 if a language is below it")  # fmt: skip
+    parser.add_argument("--strict", action="store_true", help="with --guard: the tests' targets, not the floor")
     args = parser.parse_args(argv)
     results = evaluate(args.model)
     if args.guard:
-        failures = guard_failures(results)
+        thresholds = TARGETS if args.strict else PUBLISH_FLOOR
+        failures = guard_failures(results, thresholds)
+        print(f"thresholds: {thresholds.describe()}")
         for r in results.values():
             print(f"{r.language}: accuracy {r.accuracy:.1%}, out-of-scope false accepts "
-                  f"{r.out_of_scope_false_accepts:.1%}, near misses {r.near_miss_false_accepts:.1%}")  # fmt: skip
+                  f"{r.out_of_scope_false_accepts:.1%}, near-miss false accepts "
+                  f"{r.near_miss_false_accepts:.1%}")  # fmt: skip
+        for intent in unexamined():
+            print(f"not examined: {intent} (no held-out questions yet)")
         for failure in failures:
             print(f"guard failed: {failure}")
         return 1 if failures else 0

@@ -9,6 +9,8 @@
     POST /staff/inbox/{id}/ignore     ignored, also when the same text comes again
     GET  /staff/answers               each intent's answer in every language, its placeholders and examples
     POST /staff/answers/{intent}      new texts (a field per language), checked; errors next to the field
+    GET  /staff/faq/new               the form of a new FAQ: name, answer and examples in every language
+    POST /staff/faq                   creates it (bot.staff.faqdata), checked; errors next to the field
     GET  /staff/requests              visit requests and messages to the office (?status=open|closed|all)
     POST /staff/requests/{ref}/close  closes one, with a note
     GET  /staff/usage                 messages per day by language, by channel, answered / fallback /
@@ -60,8 +62,10 @@ from bot.core.handoff import HandoffNotFound, HandoffStore, staff_say
 from bot.core.languages import registry
 from bot.core.ratelimit import client_ip, trusted_proxies
 from bot.core.storage import RequestNotFound, RequestStore, rows
-from bot.core.texts import placeholders_of
+from bot.core.texts import fact_values, placeholders_of
+from bot.core.validation import MIN_TRAINING_EXAMPLES
 from bot.staff.accounts import LoginRefused, Session
+from bot.staff.faqdata import MAX_NAME_CHARS, FaqDraft, FaqRejected, split_examples
 from bot.staff.inbox import STATUSES, GroupNotFound
 from bot.staff.nludata import EditRejected
 from bot.staff.publish import Progress, PublishError
@@ -118,6 +122,18 @@ UI = {
         "replied": "Reply to {ref} stored: {delivery}.",
         "handoff_closed": "{ref} is back with the bot; the user was told.",
         "no_smtp": "SMTP_URL is not set: nothing is sent by e-mail.",
+        "new_faq": "New FAQ", "faq_name": "Name (intent)", "create": "Create the FAQ",
+        "faq_name_help": "ask_ and the topic in lower-case words joined by _, e.g. ask_library_hours; not an "
+                         "existing intent.",
+        "faq_description": "What a person asks (a line in docs/intents.md)", "answer_in": "Answer ({code})",
+        "examples_in": "Examples ({code})",
+        "examples_help": "One question a line, at least {minimum}: the training data needs {minimum} examples "
+                         "per intent in every language.",
+        "derived_help": "May be left empty: then it is converted from {base} (OpenCC).",
+        "faq_placeholders": "An answer may use the placeholders of the facts: {names}.",
+        "faq_help": "A new question the bot should answer. Nothing is written unless every check passes; "
+                    "publish afterwards to train it and put it live.",
+        "faq_created": "Created {intent}: publish to make it live.",
         "authors": {"user": "User", "staff": "Staff", "bot": "Bot"},
         "reasons": {"fallback": "fallback", "out_of_scope": "out of scope", "low_confidence": "low confidence"},
         "statuses": {"open": "open", "assigned": "assigned", "todo": "to do", "ignored": "ignored", "all": "all"},
@@ -151,6 +167,15 @@ UI = {
         "handoffs": "人工服务", "reply": "回复", "send": "发送", "take": "接手",
         "taken_by": "由 {name} 接手", "waiting_staff": "等待工作人员", "replied": "已保存对 {ref} 的回复：{delivery}。",
         "handoff_closed": "{ref} 已交还给机器人，并已通知用户。", "no_smtp": "未设置 SMTP_URL：不会发送电子邮件。",
+        "new_faq": "新建问答", "faq_name": "名称（意图）", "create": "创建问答",
+        "faq_name_help": "以 ask_ 开头，后接用 _ 连接的小写英文单词，例如 ask_library_hours；不能与已有意图重名。",
+        "faq_description": "用户会问什么（写入 docs/intents.md 的一行）", "answer_in": "回答（{code}）",
+        "examples_in": "例句（{code}）",
+        "examples_help": "每行一个问题，至少 {minimum} 个：训练数据要求每个意图在每种语言中至少有 {minimum} 个例句。",
+        "derived_help": "可以留空：将由 {base} 自动转换（OpenCC）。",
+        "faq_placeholders": "回答中可以使用事实信息的占位符：{names}。",
+        "faq_help": "机器人应当回答的新问题。只有全部检查通过才会写入文件；之后请发布，以训练并上线。",
+        "faq_created": "已创建 {intent}：发布后生效。",
         "authors": {"user": "用户", "staff": "工作人员", "bot": "机器人"},
         "reasons": {"fallback": "未理解", "out_of_scope": "超出范围", "low_confidence": "置信度低"},
         "statuses": {"open": "待处理", "assigned": "已分配", "todo": "待办", "ignored": "已忽略", "all": "全部"},
@@ -217,8 +242,8 @@ def page(request: web.Request, title: str, body: str, session: Session | None = 
     nav = ""
     if session is not None:
         links = [("/staff/", t["inbox"]), ("/staff/?status=todo", t["todo"]), ("/staff/answers", t["answers"]),
-                 ("/staff/facts", t["facts"]), ("/staff/publish", t["publish"]), ("/staff/handoffs", t["handoffs"]),
-                 ("/staff/requests", t["requests"]),
+                 ("/staff/faq/new", t["new_faq"]), ("/staff/facts", t["facts"]), ("/staff/publish", t["publish"]),
+                 ("/staff/handoffs", t["handoffs"]), ("/staff/requests", t["requests"]),
                  ("/staff/usage", t["usage"]), ("/staff/audit", t["audit"])]  # fmt: skip
         items = "".join(f'<li><a href="{E(href)}">{E(label)}</a></li>' for href, label in links)
         nav = (
@@ -525,9 +550,79 @@ async def answers_page(
 
 
 async def answers_view(request: web.Request) -> web.Response:
-    saved = request.query.get("saved", "")
-    notice = UI[ui_language(request)]["saved"].format(intent=saved) if saved else ""
+    t = UI[ui_language(request)]
+    saved, created = request.query.get("saved", ""), request.query.get("created", "")
+    notice = t["saved"].format(intent=saved) if saved else t["faq_created"].format(intent=created) if created else ""
     return await answers_page(request, notice)
+
+
+def _errors(problems: list[str]) -> str:
+    return "".join(f'<p class="error" role="alert">{E(p)}</p>' for p in problems)
+
+
+async def faq_page(request: web.Request, values: dict[str, str] | None = None,
+                   errors: dict[str, list[str]] | None = None, status: int = 200) -> web.Response:  # fmt: skip
+    """The form of a new FAQ: its name, then for each language its answer and its examples."""
+    session: Session = request[SESSION]
+    t = UI[ui_language(request)]
+    values, errors = values or {}, errors or {}
+    reg = registry()
+    names = await asyncio.to_thread(lambda: sorted(fact_values(reg.default)))
+    parts = [f"<p>{E(t['faq_help'])}</p>", _errors(errors.get("", []))]
+    parts.append(
+        f'<form method="post" action="/staff/faq" class="faq">'
+        f'<input type="hidden" name="csrf" value="{E(session.csrf)}">'
+        f'<div class="field"><label for="faq-name">{E(t["faq_name"])}</label>'
+        f'<input id="faq-name" name="name" value="{E(values.get("name", ""))}" maxlength="{MAX_NAME_CHARS}" '
+        f'pattern="ask_[a-z][a-z0-9_]*" required aria-describedby="faq-name-help">'
+        f'<small id="faq-name-help">{E(t["faq_name_help"])}</small>{_errors(errors.get("name", []))}</div>'
+        f'<div class="field"><label for="faq-description">{E(t["faq_description"])}</label>'
+        f'<input id="faq-description" name="description" value="{E(values.get("description", ""))}" size="80" '
+        f'maxlength="300">{_errors(errors.get("description", []))}</div>'
+        f"<p>{E(t['faq_placeholders'].format(names=' '.join('{' + n + '}' for n in names)))}</p>"
+    )
+    fields = []
+    for code, lang in reg.languages.items():
+        derived = f" {t['derived_help'].format(base=lang.derive_from)}" if lang.derive_from else ""
+        required = "" if lang.derive_from else " required"
+        help_id = f"faq-examples-{code}-help"
+        fields.append(
+            f'<fieldset class="language" lang="{E(code)}"><legend>{E(code)}</legend>'
+            f'<div class="field"><label for="faq-answer-{E(code)}">{E(t["answer_in"].format(code=code))}</label>'
+            f'<textarea id="faq-answer-{E(code)}" name="answer.{E(code)}" lang="{E(code)}" rows="4"{required}>'
+            f"{E(values.get(f'answer.{code}', ''))}</textarea>"
+            f"{f'<small>{E(derived.strip())}</small>' if derived else ''}{_errors(errors.get(f'answer.{code}', []))}"
+            f'</div><div class="field"><label for="faq-examples-{E(code)}">{E(t["examples_in"].format(code=code))}'
+            f'</label><textarea id="faq-examples-{E(code)}" name="examples.{E(code)}" lang="{E(code)}" rows="10"'
+            f'{required} aria-describedby="{help_id}">{E(values.get(f"examples.{code}", ""))}</textarea>'
+            f'<small id="{help_id}">{E(t["examples_help"].format(minimum=MIN_TRAINING_EXAMPLES) + derived)}</small>'
+            f"{_errors(errors.get(f'examples.{code}', []))}</div></fieldset>"
+        )
+    parts.append("".join(fields) + f'<button type="submit" class="primary">{E(t["create"])}</button></form>')
+    return page(request, t["new_faq"], "".join(parts), session, status=status)
+
+
+async def faq_form(request: web.Request) -> web.Response:
+    return await faq_page(request)
+
+
+async def faq_create(request: web.Request) -> web.Response:
+    session: Session = request[SESSION]
+    form = await request.post()
+    values = {key: str(value) for key, value in form.items() if key != "csrf"}
+    codes = registry().codes
+    draft = FaqDraft(
+        name=values.get("name", "").strip(),
+        description=values.get("description", ""),
+        answers={code: values.get(f"answer.{code}", "") for code in codes},
+        examples={code: split_examples(values.get(f"examples.{code}", "")) for code in codes},
+    )
+    try:
+        await asyncio.to_thread(request.app[CONSOLE].add_faq, draft, session.username)
+    except FaqRejected as rejected:
+        return await faq_page(request, values, rejected.fields, status=400)
+    raise web.HTTPSeeOther(f"/staff/answers?{urlencode({'created': draft.name})}#answer-{draft.name}",
+                           headers=HEADERS)  # fmt: skip
 
 
 async def answer_save(request: web.Request) -> web.Response:
@@ -854,6 +949,8 @@ def add_routes(app: web.Application, console: Console) -> None:
     app.router.add_post("/staff/requests/{ref}/close", request_close)
     app.router.add_get("/staff/answers", answers_view)
     app.router.add_post("/staff/answers/{intent}", answer_save)
+    app.router.add_get("/staff/faq/new", faq_form)
+    app.router.add_post("/staff/faq", faq_create)
     app.router.add_get("/staff/publish", publish_view)
     app.router.add_post("/staff/publish", publish_start)
     app.router.add_post("/staff/rollback", rollback)
