@@ -34,7 +34,7 @@ from sanic import Sanic
 
 from actions.answers import language_buttons
 from bot.channels.telegram.bridge import RestRasa, delete_webhook, poll, set_webhook
-from bot.channels.telegram.handlers import SECRET_HEADER, Settings, keyboard, split, utf16_length
+from bot.channels.telegram.handlers import SECRET_HEADER, MessageRateLimiter, Settings, keyboard, split, utf16_length
 from bot.channels.telegram.webhook import MAX_BODY_BYTES, TelegramWebhook
 from bot.cli import main as cli
 from bot.core.languages import detect
@@ -217,6 +217,26 @@ async def test_the_chat_shows_typing_while_rasa_thinks_and_a_refused_action_lose
     api.fail("sendChatAction", 400, "Bad Request: not enough rights")
     api.send_text(1151, "And the postcode?", language_code="en")
     assert (await replies(api, 1151, 2))[1]["text"] == "Answer to And the postcode?"
+
+
+async def test_typing_is_not_counted_against_telegrams_limit_on_messages():
+    limiter = MessageRateLimiter(overall_max_rate=2, overall_time_period=1, max_retries=0)
+    await limiter.initialize()
+    done: list[str] = []
+
+    async def call(endpoint: str) -> bool:
+        async def sent() -> bool:
+            done.append(endpoint)
+            return True
+
+        return await limiter.process_request(sent, (), {}, endpoint, {"chat_id": 7}, None)
+
+    started = asyncio.get_running_loop().time()
+    await asyncio.gather(*(call("sendChatAction") for _ in range(10)))
+    assert done == ["sendChatAction"] * 10 and asyncio.get_running_loop().time() - started < 0.5
+    await asyncio.gather(*(call("sendMessage") for _ in range(4)))  # two a second: the limit holds
+    assert done.count("sendMessage") == 4 and asyncio.get_running_loop().time() - started >= 0.9
+    await limiter.shutdown()
 
 
 async def test_a_sticker_gets_its_reply_without_typing(api, rasa, bridge):
