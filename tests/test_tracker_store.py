@@ -89,9 +89,11 @@ def test_a_reset_in_the_older_part_makes_the_whole_session_count():
     assert recent_part(events) is None
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("DATABASE_URL", f"sqlite:///{tmp_path / 'store.db'}")
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request, tmp_path, monkeypatch):
+    """The tracker store on a SQLite file, and on a PostgreSQL database of its own."""
+    url = f"sqlite:///{tmp_path / 'store.db'}" if request.param == "sqlite" else request.getfixturevalue("postgres_url")
+    monkeypatch.setenv("DATABASE_URL", url)
     made = EnvSQLTrackerStore(domain=DOMAIN)
     yield made
     made.engine.dispose()
@@ -141,3 +143,19 @@ def test_a_copy_in_memory_is_not_used_once_the_stored_conversation_changed(store
             {"d": json.dumps(SlotSet("language", "fr").as_dict())},
         )
     assert asyncio.run(store.retrieve("other")).get_slot("language") == "fr"
+
+
+def test_the_latest_event_of_a_conversation_is_one_index_lookup(store):
+    asyncio.run(store.save(DialogueStateTracker.from_events("indexed", conversation(4), DOMAIN.slots)))
+    with store.engine.connect() as connection:
+        if store.engine.dialect.name == "postgresql":
+            connection.exec_driver_sql("SET enable_seqscan = off")  # a table this small would be scanned
+            plan = connection.exec_driver_sql(
+                "EXPLAIN SELECT max(id) FROM events WHERE sender_id = 'indexed'"
+            ).fetchall()  # fmt: skip
+            assert any("ix_events_sender_id_id" in row[0] for row in plan)
+        else:
+            plan = connection.exec_driver_sql(
+                "EXPLAIN QUERY PLAN SELECT max(id) FROM events WHERE sender_id = 'indexed'"
+            ).fetchall()  # fmt: skip
+            assert any("INDEX" in row[-1] for row in plan)

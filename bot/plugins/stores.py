@@ -63,6 +63,9 @@ SCHEMA_LOCK = 0x6E6A7074  # "njpt"
 # of the conversation's latest stored event then.
 STORED = "_njupt_stored_events"
 LATEST = "_njupt_latest_event_id"
+# The index that makes the latest event id of one conversation one lookup on PostgreSQL, however
+# many events it has (Rasa's own index is on sender_id alone).
+LATEST_INDEX = "CREATE INDEX IF NOT EXISTS ix_events_sender_id_id ON events (sender_id, id)"
 # Conversations whose tracker is kept in memory between messages (the least recent leaves first).
 CACHED_CONVERSATIONS = 1000
 
@@ -129,6 +132,9 @@ class EnvSQLTrackerStore(SQLTrackerStore):
         kwargs = {k: v for k, v in kwargs.items() if k not in ("dialect", "host", "port", "db")}
         with _one_at_a_time(database_url()):
             super().__init__(domain=domain, event_broker=event_broker, **connection_arguments(database_url()), **kwargs)
+            if self.engine.dialect.name == "postgresql":  # SQLite's index on sender_id already ends with the id
+                with self.engine.begin() as connection:
+                    connection.execute(sa.text(LATEST_INDEX))
         url = self.engine.url
         self.engine.dispose()
         sqlite = url.get_backend_name() == "sqlite"

@@ -38,7 +38,6 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
-import httpx
 from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
@@ -77,7 +76,6 @@ class RestRasa:
     def __init__(self, url: str, timeout: float = RASA_TIMEOUT, channel_token: str | None = None) -> None:
         token = channel_token or os.environ.get("TELEGRAM_CHANNEL_TOKEN") or None
         self.rasa = RasaClient(url, channel_token=token, timeout=timeout)
-        self.conversations = self.rasa.url + CONVERSATIONS_PATH
 
     async def ask(self, sender: str, text: str, metadata: dict[str, str]) -> list[Reply]:
         try:
@@ -87,20 +85,17 @@ class RestRasa:
 
     async def state(self, sender: str) -> dict[str, Any]:
         try:
-            response = await self.rasa.client.get(f"{self.conversations}/{quote(sender, safe='')}")
-            response.raise_for_status()
-            state = response.json()
-        except (httpx.HTTPError, ValueError) as error:
+            state = await self.rasa.call("GET", f"{CONVERSATIONS_PATH}/{quote(sender, safe='')}")
+        except (RasaUnavailable, RasaRefused) as error:
             logger.warning("Rasa did not give a conversation's state: %s", type(error).__name__)
             return {}
         return state if isinstance(state, dict) else {}
 
     async def update(self, sender: str, events: list[dict[str, Any]]) -> None:
         try:
-            response = await self.rasa.client.post(f"{self.conversations}/{quote(sender, safe='')}/events", json=events)
-            response.raise_for_status()
-        except httpx.HTTPError as error:
-            raise RasaUnavailable(type(error).__name__) from error
+            await self.rasa.call("POST", f"{CONVERSATIONS_PATH}/{quote(sender, safe='')}/events", json=events)
+        except RasaRefused as error:
+            raise RasaUnavailable(f"HTTP {error.status}: {error}") from error
 
     async def close(self) -> None:
         await self.rasa.close()
