@@ -9,7 +9,7 @@ local stand-in of the Bot API; a fresh SQLite tracker store; no rate limits) and
 * one user, each message in a new conversation: p50 / p95, through the REST webhook, the web
   chat's ``/api/message`` and the Telegram bridge;
 * one conversation of ``--long`` messages over REST: median of the first 20 and of the last 20
-  (the same 20 questions, so that only the conversation's length differs);
+  (the same 20 questions, none starting a form, so that only the conversation's length differs);
 * ``--users`` users at once, each in its own conversation and sending its next message as soon
   as it has the answer, for ``--seconds``: throughput, p95 and failed requests, per channel;
 * the resident memory of the Rasa server and of the action server at the end;
@@ -87,16 +87,21 @@ def rss_mb(pid: int) -> float:
 LEAVES_THE_BOT = ("forget_me", "request_human")
 
 
-def questions(count: int, seed: int = 20261202) -> list[str]:
+# Messages that start a form: a form's turns cost more (its validation is a second action call).
+START_A_FORM = ("request_visit", "affirm")
+
+
+def questions(count: int, seed: int = 20261202, without: tuple[str, ...] = ()) -> list[str]:
     """Held-out questions of every language, in a fixed shuffled order (the same in every run),
     except those that take the conversation away from the bot (``LEAVES_THE_BOT``): a 400-message
-    conversation would otherwise be erased or relayed to the staff part of the way."""
+    conversation would otherwise be erased or relayed to the staff part of the way; nor those of
+    the intents ``without``."""
     paths = sorted(HOLDOUT_DIR.glob("*.yml"))
     pool = [
         text
         for path in paths
         for intent, texts in read_examples(path).items()
-        if intent not in LEAVES_THE_BOT
+        if intent not in LEAVES_THE_BOT + without
         for text in texts
     ]
     random.Random(seed).shuffle(pool)
@@ -251,9 +256,10 @@ def run(args: argparse.Namespace, workdir: Path) -> dict:
             }
             print("new", results["new"], flush=True)
 
-            # The last 20 messages are the first 20 again: what the two medians compare is the length of
-            # the conversation, not which questions fell at its start and end (a form, a long answer).
-            texts_long = questions(args.long, seed=7)
+            # The last 20 messages are the first 20 again, and no message starts a form: what the two
+            # medians compare is the length of the conversation, not which questions fell at its start
+            # and end, nor whether a form was open then.
+            texts_long = questions(args.long, seed=7, without=START_A_FORM)
             texts_long = texts_long[: args.long - 20] + texts_long[:20]
             long = asyncio.run(sequential(rest, texts_long, lambda i: "long-conversation"))
             results["long"] = {"messages": args.long, "first20_ms": statistics.median(long[:20]) * 1000,
