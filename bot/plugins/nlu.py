@@ -68,9 +68,14 @@ def _stemmer(language: str):
 
 @functools.cache
 def _english_or_french():
+    """lingua's low-accuracy mode (trigrams only): 16 MB in the Rasa server against 100 MB. It
+    only picks the stemmer of Latin words: it agrees with the language of 4,082 of the 4,392
+    English and French examples and held-out questions (high accuracy: 4,222), and the held-out
+    intent accuracy stayed the same or rose (`make evaluate`, 2026-12-07; docs/performance.md)."""
     from lingua import Language, LanguageDetectorBuilder
 
-    return LanguageDetectorBuilder.from_languages(Language.ENGLISH, Language.FRENCH).build()
+    builder = LanguageDetectorBuilder.from_languages(Language.ENGLISH, Language.FRENCH)
+    return builder.with_low_accuracy_mode().build()
 
 
 def latin_stemmer_language(text: str) -> str:
