@@ -208,3 +208,22 @@ def postgres_url():
     with admin.connect() as connection:
         connection.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
     admin.dispose()
+
+
+@pytest.fixture
+def handoff_store(tmp_path, monkeypatch):
+    """The hand-off store on a SQLite file of the test's own; no staff group, no e-mail, the
+    staff's language the default (the process-wide stores made again for it, and after it)."""
+    from bot.core import handoff as handoff_module
+    from bot.core import storage
+    from bot.core.handoff import HandoffStore
+
+    url = f"sqlite:///{tmp_path / 'bot.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    for name in ("TELEGRAM_STAFF_CHAT_ID", "SMTP_URL", "STAFF_LANGUAGE"):
+        monkeypatch.delenv(name, raising=False)
+    storage.store.cache_clear()
+    handoff_module.handoffs.cache_clear()
+    yield HandoffStore(storage.RequestStore(url))
+    storage.store.cache_clear()
+    handoff_module.handoffs.cache_clear()

@@ -633,23 +633,8 @@ def left_form_tracker(form: str, text: str, language: str, slots: dict, sender_i
     return tracker
 
 
-@pytest.fixture
-def handoff_database(tmp_path, monkeypatch):
-    from bot.core import handoff as handoff_module
-    from bot.core.handoff import HandoffStore
-
-    url = f"sqlite:///{tmp_path / 'bot.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.delenv("STAFF_LANGUAGE", raising=False)
-    storage.store.cache_clear()
-    handoff_module.handoffs.cache_clear()
-    yield HandoffStore(storage.RequestStore(url))
-    storage.store.cache_clear()
-    handoff_module.handoffs.cache_clear()
-
-
 @pytest.mark.parametrize("language", LANGUAGES)
-def test_a_form_left_for_a_person_says_nothing_was_sent_and_hands_over(language, dispatcher, handoff_database):
+def test_a_form_left_for_a_person_says_nothing_was_sent_and_hands_over(language, dispatcher, handoff_store):
     from actions.handoff import ActionOpenHandoff
 
     text = ASK_FOR_A_PERSON[language][0]
@@ -657,7 +642,7 @@ def test_a_form_left_for_a_person_says_nothing_was_sent_and_hands_over(language,
                 "requested_slot": "country", "form_interruptions": 1}  # fmt: skip
     tracker = left_form_tracker("visit_form", text, language, answered)
     events = ActionOpenHandoff().run(dispatcher, tracker, DOMAIN)
-    (handoff,) = handoff_database.list_open()
+    (handoff,) = handoff_store.list_open()
     where = say("handoff_where_web", language)
     assert texts_of(dispatcher) == [say("handoff_form_stopped", language),
                                     say("handoff_opened", language, ref=handoff.ref, where=where)]  # fmt: skip
@@ -667,31 +652,31 @@ def test_a_form_left_for_a_person_says_nothing_was_sent_and_hands_over(language,
     assert (
         all(slots_of(events)[slot] is None for slot in VISIT_SLOTS) and slots_of(events)["form_interruptions"] is None
     )
-    assert [r.kind for r in handoff_database.requests.list()] == ["handoff"]
+    assert [r.kind for r in handoff_store.requests.list()] == ["handoff"]
     # the staff get them with the hand-off (in the staff's language, English by default)
-    details = handoff_database.request(handoff.ref).details
+    details = handoff_store.request(handoff.ref).details
     assert say("staff_form_left_visit_form", "en") in details
     assert "Name: Ada Lovelace" in details and "Institution: University of London" in details
     assert f"Purpose: {say('purpose_lecture', 'en')}" in details
     assert f"user: {text}" in details
 
 
-def test_a_question_form_left_for_a_person_passes_the_email_and_question(dispatcher, handoff_database):
+def test_a_question_form_left_for_a_person_passes_the_email_and_question(dispatcher, handoff_store):
     from actions.handoff import ActionOpenHandoff
 
     slots = {"office_email": "ada@uni.example", "last_question": "Are there scholarships?",
              "requested_slot": "office_question"}  # fmt: skip
     tracker = left_form_tracker("question_form", "转人工", "zh-Hans", slots, sender_id="rest-client")
     events = ActionOpenHandoff().run(dispatcher, tracker, DOMAIN)
-    (handoff,) = handoff_database.list_open()
+    (handoff,) = handoff_store.list_open()
     assert texts_of(dispatcher)[0] == say("handoff_form_stopped", "zh-Hans")
     assert say("handoff_where_email", "zh-Hans") in texts_of(dispatcher)[1]  # the address given in the form
-    assert handoff_database.request(handoff.ref).email == "ada@uni.example"
-    assert "E-mail: ada@uni.example" in handoff_database.request(handoff.ref).details
+    assert handoff_store.request(handoff.ref).email == "ada@uni.example"
+    assert "E-mail: ada@uni.example" in handoff_store.request(handoff.ref).details
     assert slots_of(events)["office_email"] is None and slots_of(events)["last_question"] is None
 
 
-def test_outside_a_form_nothing_is_said_about_a_form(dispatcher, handoff_database):
+def test_outside_a_form_nothing_is_said_about_a_form(dispatcher, handoff_store):
     from actions.handoff import ActionOpenHandoff
 
     tracker = make_tracker("转人工", "request_human", slots={"language": "zh-Hans"}, sender_id="telegram-5")

@@ -34,16 +34,8 @@ WEB = "web-" + "a" * 22
 
 
 @pytest.fixture
-def database(tmp_path, monkeypatch):
-    url = f"sqlite:///{tmp_path / 'bot.db'}"
-    monkeypatch.setenv("DATABASE_URL", url)
-    monkeypatch.delenv("TELEGRAM_STAFF_CHAT_ID", raising=False)
-    monkeypatch.delenv("SMTP_URL", raising=False)
-    storage.store.cache_clear()
-    handoff_module.handoffs.cache_clear()
-    yield HandoffStore(storage.RequestStore(url))
-    storage.store.cache_clear()
-    handoff_module.handoffs.cache_clear()
+def database(handoff_store):
+    return handoff_store
 
 
 # --- the action ------------------------------------------------------------------------
