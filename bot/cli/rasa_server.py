@@ -7,7 +7,8 @@ token starting with ``-`` would be read as an option. Here the token is read
 from ``RASA_AUTH_TOKEN`` and handed to Rasa's own argument parser inside the
 process (``--auth-token=…``, one argument), which also turns on Rasa's HTTP
 API; without the variable the API stays off. ``bot.plugins.speedups`` is
-installed before Rasa starts.
+installed before Rasa starts, and ``bot.plugins.memory`` gives back the library code
+the server mapped but does not run once the model is loaded.
 
 JAX is never imported: TensorFlow's TFLite converter imports it when it is
 installed (TensorFlow 2.12 requires it), for a conversion Rasa never does, and
@@ -29,9 +30,10 @@ def main() -> None:
     sys.modules.setdefault("jax", None)  # `import jax` raises ImportError, which TensorFlow expects
     from rasa.__main__ import main as rasa_main
 
-    from bot.plugins import speedups
+    from bot.plugins import memory, speedups
 
     speedups.install()
+    memory.install()
     rasa_main()
 
 

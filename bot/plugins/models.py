@@ -39,6 +39,7 @@ from sanic.request import Request
 from sanic.response import HTTPResponse
 
 from bot.core.paths import ROOT
+from bot.plugins import memory
 
 logger = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class ModelSwap(InputChannel):
                 agent.tracker_store.domain = processor.domain
                 if isinstance(agent.nlg, TemplatedNaturalLanguageGenerator):
                     agent.nlg.responses = processor.domain.responses
+            await asyncio.to_thread(memory.release_unused_code)
             seconds = time.monotonic() - started
             logger.info("model swapped to %s in %.1f s", path.name, seconds)
             return response.json({"model": path.name, "seconds": round(seconds, 2)})
