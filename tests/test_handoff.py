@@ -248,3 +248,30 @@ def test_forget_me_and_erasing_a_request_delete_the_handoff_and_its_messages(dat
     assert database.find(other.ref) is not None and len(database.messages(other.ref)) == 1
     privacy.erase_request(other.ref, url=database.requests.engine.url.render_as_string(hide_password=False))
     assert database.find(other.ref) is None and database.messages(other.ref) == []
+
+
+def _has_open_follows_active(store):
+    assert not store.has_open(WEB)
+    handoff, _ = store.open(WEB, "ru")
+    other, _ = store.open("telegram-77", "en")
+    assert store.has_open(WEB) and store.active(WEB) is not None
+    store.take(handoff.ref, "Li Wei")
+    assert store.has_open(WEB)
+    store.close(handoff.ref, "Li Wei")
+    assert not store.has_open(WEB) and store.active(WEB) is None
+    assert store.has_open("telegram-77") and not store.has_open("telegram-7")
+
+
+def test_the_quick_check_of_every_message_agrees_with_the_open_handoff_sqlite(database):
+    _has_open_follows_active(database)
+
+
+def test_the_quick_check_of_every_message_agrees_with_the_open_handoff_postgresql(postgres_url):
+    from bot.core.handoff import HandoffStore
+    from bot.core.storage import RequestStore
+
+    store = HandoffStore(RequestStore(postgres_url))
+    try:
+        _has_open_follows_active(store)
+    finally:
+        store.engine.dispose()
