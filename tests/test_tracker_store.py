@@ -159,3 +159,17 @@ def test_the_latest_event_of_a_conversation_is_one_index_lookup(store):
                 "EXPLAIN QUERY PLAN SELECT max(id) FROM events WHERE sender_id = 'indexed'"
             ).fetchall()  # fmt: skip
             assert any("INDEX" in row[-1] for row in plan)
+
+
+def test_a_new_conversation_is_stored_with_its_first_turn_in_one_save(store):
+    assert asyncio.run(store.retrieve("new")) is None
+    tracker = asyncio.run(store.create_tracker("new"))  # Rasa saves it here
+    assert stored_count(store, "new") == 0
+    for event in turn(0):
+        tracker.update(event)
+    asyncio.run(store.save(tracker))
+    assert stored_count(store, "new") == 1 + len(turn(0))
+    store.forget("new")
+    read = asyncio.run(store.retrieve("new"))
+    assert [e.as_dict() for e in read.events] == [e.as_dict() for e in tracker.events]
+    assert isinstance(read.events[0], ActionExecuted) and read.events[0].action_name == "action_listen"

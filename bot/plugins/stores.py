@@ -18,7 +18,10 @@ action. Rasa replays those events, its rules look at them and the action server
 is sent them, so none of that grows with the conversation. Every event is still
 stored; the history, the tracker API and "forget me" read the whole
 conversation (``retrieve_full_tracker``). Saving appends the events added since
-the tracker was read, in one statement, without counting the stored ones.
+the tracker was read, in one statement, without counting the stored ones. A new
+conversation is stored with its first turn: Rasa's ``create_tracker`` saves the
+empty conversation first (a transaction of its own for one "listen" event); here
+that event waits for the turn's save.
 
 Between two messages of a conversation its tracker stays in memory (the last
 ``CACHED_CONVERSATIONS`` conversations): the next message costs one indexed query
@@ -41,7 +44,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from rasa.core.tracker_store import SQLTrackerStore, create_engine_kwargs, ensure_schema_exists
-from rasa.shared.core.events import UserUttered
+from rasa.shared.core.constants import ACTION_LISTEN_NAME
+from rasa.shared.core.events import ActionExecuted, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from bot.core.database import connection_arguments, database_url, sqlite_pool
@@ -123,6 +127,11 @@ def recent_part(events: list[Any]) -> list[Any] | None:
         found = [i for i in older if events[i].type_name in kinds]
         keep.update(found[-1:])
     return [events[i] for i in sorted(keep)] + events[cut:]
+
+
+def _only_listening(events: list[Any]) -> bool:
+    """Whether ``events`` are only what Rasa's ``create_tracker`` gives a new conversation."""
+    return all(isinstance(event, ActionExecuted) and event.action_name == ACTION_LISTEN_NAME for event in events)
 
 
 class EnvSQLTrackerStore(SQLTrackerStore):
@@ -217,9 +226,11 @@ class EnvSQLTrackerStore(SQLTrackerStore):
 
     async def save(self, tracker: DialogueStateTracker) -> None:
         """Rasa's, with the new events appended in one statement; then the tracker is kept as saved."""
-        await self.stream_events(tracker)
         sender_id = tracker.sender_id
         new = self._new_events(tracker)
+        if sender_id in self._unstored and new is not None and _only_listening(new):
+            return  # Rasa's create_tracker: a new conversation's first "listen" is stored with its first turn
+        await self.stream_events(tracker)
         if new is None:  # a tracker made elsewhere (the tracker API): count the stored events
             with self.session_scope() as session:
                 new = list(super()._additional_events(session, tracker))
