@@ -61,6 +61,7 @@ from telegram.ext import (
     filters,
 )
 
+from bot.channels.telegram.request import AiohttpRequest
 from bot.core.delivery import TELEGRAM_API, deliver, staff_chat_id, staff_summary
 from bot.core.handoff import HandoffNotFound, HandoffStore, handoffs, staff_say
 from bot.core.languages import choose, registry
@@ -631,6 +632,8 @@ def build_application(settings: Settings, conversation: Conversation, *, polling
         .base_url(settings.base_url)
         .arbitrary_callback_data(CALLBACK_KEYBOARDS)
         .rate_limiter(rate_limiter())
+        .request(AiohttpRequest())
+        .get_updates_request(AiohttpRequest(connections=1))
         .concurrent_updates(ChatOrderedUpdates())
         .job_queue(None)
     )
