@@ -1,6 +1,7 @@
 """python-telegram-bot's calls over aiohttp (bot/channels/telegram/request.py) behave as its own httpx ones."""
 
 import asyncio
+import json
 import socket
 
 import pytest
@@ -98,3 +99,38 @@ def test_a_slow_bot_api_is_a_timeout_and_a_closed_port_a_network_error():
 
     with pytest.raises(NetworkError):
         asyncio.run(call_closed())
+
+
+def test_a_proxy_of_the_environment_is_used_as_httpx_used_it(monkeypatch):
+    """Where Telegram is reachable only through a proxy, HTTP(S)_PROXY keeps working."""
+    seen: list[bytes] = []
+
+    async def proxy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        seen.append(head.split(b"\r\n", 1)[0])
+        body = b'{"ok": true, "result": %s}' % json.dumps(BOT).encode()
+        writer.write(
+            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+        )
+        await writer.drain()
+        writer.close()
+
+    async def ask() -> str:
+        server = await asyncio.start_server(proxy, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        try:
+            request = AiohttpRequest()
+            await request.initialize()
+            try:
+                me = await Bot(TOKEN, base_url="http://api.telegram.example/bot", request=request).get_me()
+            finally:
+                await request.shutdown()
+            return me.username
+        finally:
+            server.close()
+
+    assert asyncio.run(ask()) == BOT["username"]
+    assert seen and seen[0].startswith(b"POST http://api.telegram.example/bot")

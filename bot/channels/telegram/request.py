@@ -11,7 +11,8 @@ Same behaviour as python-telegram-bot's ``HTTPXRequest`` with its defaults: para
 form-encoded (each value JSON, as ``RequestData.json_parameters`` gives them), files as
 multipart, the same default timeouts (``pool_timeout`` counts towards aiohttp's ``connect``,
 which includes waiting for a free connection), a timeout raised as ``TimedOut`` and any other
-network failure as ``NetworkError``.
+network failure as ``NetworkError``, and a proxy taken from ``HTTPS_PROXY`` / ``HTTP_PROXY`` (with
+``NO_PROXY``) as httpx takes it: where Telegram is only reachable through a proxy, set it there.
 """
 
 from __future__ import annotations
@@ -58,6 +59,7 @@ class AiohttpRequest(BaseRequest):
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=self._connections),
                 headers={"User-Agent": self.USER_AGENT},
+                trust_env=True,  # HTTPS_PROXY, HTTP_PROXY, NO_PROXY, as httpx's client reads them
             )
 
     async def shutdown(self) -> None:
