@@ -98,3 +98,117 @@ def test_the_domain_is_empty_as_rasa_says():
         assert (Domain.empty().is_empty(), domain.is_empty()) == expected == (True, False)
     finally:
         Domain.is_empty = rasa_is_empty
+
+
+@pytest.fixture(scope="module")
+def rule_policy(model, tmp_path_factory):
+    """The trained model's RulePolicy (its rule tables), loaded as Rasa loads it."""
+    from rasa.core.policies.rule_policy import RulePolicy
+    from rasa.engine.graph import ExecutionContext
+    from rasa.engine.storage.local_model_storage import LocalModelStorage
+
+    storage, metadata = LocalModelStorage.from_model_archive(tmp_path_factory.mktemp("model"), model)
+    node = next(node for node in metadata.predict_schema.nodes.values() if node.uses is RulePolicy)
+    config = {**RulePolicy.get_default_config(), **node.config}
+    return RulePolicy.load(config, storage, node.resource, ExecutionContext(metadata.predict_schema))
+
+
+def as_conversation(states):
+    """States as a tracker gives them to the policy: features in tuples, not lists."""
+    return [
+        {part: {name: tuple(value) if isinstance(value, list) else value for name, value in features.items()}
+         for part, features in state.items()}
+        for state in states
+    ]  # fmt: skip
+
+
+def test_remembered_rule_matches_are_the_rules_rasa_finds(rule_policy):
+    import json
+    import random
+
+    from rasa.core.policies.rule_policy import RULES, RULES_FOR_LOOP_UNHAPPY_PATH, RulePolicy
+
+    from bot.plugins.speedups import rule_matches
+
+    rasa_finds = RulePolicy._get_possible_keys
+    calls = []
+    remembered = rule_matches(lambda *args: calls.append(1) or rasa_finds(*args))
+    chooser = random.Random(12)
+    for table in (RULES, RULES_FOR_LOOP_UNHAPPY_PATH):
+        lookup = rule_policy.lookup[table]
+        rules = [as_conversation(json.loads(key)) for key in lookup]
+        assert len(rules) > (10 if table == RULES else 1)
+        conversations = [*rules, [], rules[0][-1:]]
+        for _ in range(400):  # histories of other rules' states, cut anywhere, then a rule's states cut anywhere
+            history = [state for rule in chooser.sample(rules, chooser.randint(0, 3)) for state in rule]
+            ending = chooser.choice(rules)
+            conversations.append(history + ending[chooser.randint(0, len(ending) - 1):])
+        matched = 0
+        for states in conversations + conversations:  # the second time from memory
+            expected = rasa_finds(rule_policy, lookup, states)
+            assert remembered(rule_policy, lookup, states) == expected, states
+            matched += bool(expected)
+        assert matched > len(conversations) // 2  # the states did match rules, not only miss them
+    assert len(calls) < len(conversations) * 2  # the repeats were answered from memory
+    # a feature that cannot be a key (a list) is looked up by Rasa's own search
+    listed = [{**state, "slots": {"x": [1.0]}} for state in rules[0]]
+    assert remembered(rule_policy, lookup, listed) == rasa_finds(rule_policy, lookup, listed)
+
+
+def test_debug_log_arguments_are_copied_only_when_the_debug_log_keeps_them():
+    import copy
+    import logging
+
+    from rasa.core import processor
+    from rasa.core.actions import forms
+    from rasa.core.policies import rule_policy
+
+    from bot.plugins import speedups
+
+    modules = (processor, forms, rule_policy)
+    rasa_logger, level = logging.getLogger("rasa"), logging.getLogger("rasa").level
+    try:
+        speedups._copy_for_debug_log_only()
+        events = [SlotSet("language", "ru")]
+        rasa_logger.setLevel(logging.INFO)
+        assert all(module.copy.deepcopy(events) is events for module in modules)
+        rasa_logger.setLevel(logging.DEBUG)
+        for module in modules:
+            copied = module.copy.deepcopy(events)
+            assert copied == events and copied is not events and copied[0] is not events[0]
+    finally:
+        rasa_logger.setLevel(level)
+        for module in modules:
+            module.copy = copy
+
+
+async def test_a_custom_action_reads_the_tracker_itself_and_every_other_action_a_copy():
+    from rasa.core.actions.action import ActionListen
+    from rasa.core.policies.policy import PolicyPrediction
+    from rasa.core.processor import MessageProcessor
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.plugins import speedups
+
+    rasa_run_action, rasa_copy = MessageProcessor._run_action, DialogueStateTracker.copy
+
+    async def run_action(self, action, tracker, output_channel, nlg, prediction):
+        """Rasa's first use of the tracker in ``_run_action``: the copy the action is given."""
+        return tracker.copy()
+
+    try:
+        MessageProcessor._run_action = run_action
+        speedups._no_copy_for_custom_actions()
+        tracker = DialogueStateTracker.from_events("someone", [ActionExecuted("action_listen"), UserUttered("hi")])
+        plain = PolicyPrediction([], "RulePolicy")
+        with_events = PolicyPrediction([], "RulePolicy", events=[SlotSet("offer", "visit")])
+        remote = RemoteAction("action_answer_question", None)
+
+        given = await MessageProcessor._run_action(None, remote, tracker, None, None, plain)
+        assert given is tracker
+        assert tracker.copy() is not tracker  # lent once, for that action only
+        for action, prediction in ((remote, with_events), (ActionListen(), plain)):
+            given = await MessageProcessor._run_action(None, action, tracker, None, None, prediction)
+            assert given is not tracker and given.current_state() == tracker.current_state()
+    finally:
+        MessageProcessor._run_action, DialogueStateTracker.copy = rasa_run_action, rasa_copy

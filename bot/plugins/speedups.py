@@ -19,11 +19,28 @@
   thread, with the same inputs and results as dask gives them.
 * Rasa asks whether the domain is empty at every message by building an empty
   domain to compare with; here the empty domain's content is built once.
+* Rasa deep-copies the events, states and slots it passes to its debug log at
+  every step of a message (``copy.deepcopy`` in the processor, ``RulePolicy`` and
+  forms), also when debug logging is off and the log drops them. Here those three
+  modules copy only when Rasa's debug log is on; every ``copy.deepcopy`` in them
+  builds a debug-log argument and nothing else.
+* Before running an action Rasa replays the whole tracker into a copy, which it
+  throws away if the action is rejected. A custom action only reads the tracker
+  (its JSON is sent to the action server; the answer comes back as events), so
+  when the policies added no events the action is given the tracker itself.
+* ``RulePolicy`` tries each of its rules against the conversation's states at
+  every prediction. Which rules apply depends only on the last states, as many
+  as the longest rule has: here the answer is remembered for those states
+  (``rule_matches``), so a conversation that reaches states seen before costs a
+  lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
+import logging
+import types
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +56,54 @@ def install() -> None:
     _keep_sessions()
     _run_graphs_in_order()
     _empty_domain_once()
+    _copy_for_debug_log_only()
+    _no_copy_for_custom_actions()
+    _remember_rule_matches()
+
+
+def _copy_for_debug_log_only() -> None:
+    from rasa.core import processor
+    from rasa.core.actions import forms
+    from rasa.core.policies import rule_policy
+
+    rasa_logger = logging.getLogger("rasa")
+
+    def deepcopy(value: Any, memo: dict[int, Any] | None = None) -> Any:
+        """``copy.deepcopy`` of a debug-log argument: only when the debug log keeps it."""
+        return copy.deepcopy(value, memo) if rasa_logger.isEnabledFor(logging.DEBUG) else value
+
+    for module in (processor, forms, rule_policy):
+        module.copy = types.SimpleNamespace(deepcopy=deepcopy, copy=copy.copy)
+
+
+def _no_copy_for_custom_actions() -> None:
+    from rasa.core.actions.action import RemoteAction
+    from rasa.core.processor import MessageProcessor
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    run_action = MessageProcessor._run_action
+    replay = DialogueStateTracker.copy
+
+    async def _run_action(self: MessageProcessor, action: Any, tracker: DialogueStateTracker, *args: Any,
+                          **kwargs: Any) -> bool:  # fmt: skip
+        """Rasa's ``_run_action``; its copy of the tracker is the tracker itself for a custom action
+        when the prediction brought no events (``tracker.copy`` is its first use of the tracker)."""
+        prediction = kwargs.get("prediction", args[2] if len(args) > 2 else None)
+        if type(action) is RemoteAction and prediction is not None and not prediction.events:
+            tracker.__dict__["_njupt_lend"] = True
+        try:
+            return await run_action(self, action, tracker, *args, **kwargs)
+        finally:
+            tracker.__dict__.pop("_njupt_lend", None)
+
+    def copy_tracker(self: DialogueStateTracker) -> DialogueStateTracker:
+        """Rasa's ``DialogueStateTracker.copy``, or the tracker itself once when lent to a custom action."""
+        if self.__dict__.pop("_njupt_lend", False):
+            return self
+        return replay(self)
+
+    MessageProcessor._run_action = _run_action
+    DialogueStateTracker.copy = copy_tracker
 
 
 def _empty_domain_once() -> None:
@@ -188,3 +253,46 @@ def answer_validator(schema: dict[str, Any]) -> Callable[[dict[str, Any]], None]
             whole.validate(answer)
 
     return validate
+
+
+# States of the conversation whose applicable rules are remembered, per rule table (then forgotten).
+RULE_MATCHES = 4096
+
+
+def _remember_rule_matches() -> None:
+    from rasa.core.policies.rule_policy import RulePolicy
+
+    RulePolicy._get_possible_keys = rule_matches(RulePolicy._get_possible_keys)
+
+
+def rule_matches(find: Callable[[Any, dict[str, str], list[dict]], set[str]]) -> Callable:
+    """``RulePolicy._get_possible_keys`` remembered: ``find(policy, rules, states)`` gives the rules
+    (keys of ``rules``) whose states match the conversation's last ``states``. A rule of n states is
+    checked against the last n states only, so the answer depends on the last states, as many as
+    the longest rule of the table has; those states are the key. The tables are the trained
+    policy's and do not change (a new model is a new policy)."""
+
+    def possible_keys(self: Any, lookup: dict[str, str], states: list[dict]) -> set[str]:
+        memos = self.__dict__.setdefault("_njupt_rule_matches", {})
+        memo = memos.get(id(lookup))
+        if memo is None or memo[0] is not lookup:
+            depth = max((len(self._rule_key_to_state(key)) for key in lookup), default=0)
+            memo = memos[id(lookup)] = (lookup, depth, {})
+        _, depth, seen = memo
+        if not depth:
+            return find(self, lookup, states)
+        try:
+            key = tuple(
+                tuple(sorted((part, tuple(sorted(features.items()))) for part, features in state.items()))
+                for state in states[-depth:]
+            )
+            found = seen.get(key)
+        except (TypeError, AttributeError):  # a feature that is not hashable: not remembered
+            return find(self, lookup, states)
+        if found is None:
+            if len(seen) >= RULE_MATCHES:
+                seen.clear()
+            found = seen[key] = frozenset(find(self, lookup, states))
+        return set(found)
+
+    return possible_keys
