@@ -142,7 +142,10 @@ def test_remembered_rule_matches_are_the_rules_rasa_finds(rule_policy):
         for _ in range(400):  # histories of other rules' states, cut anywhere, then a rule's states cut anywhere
             history = [state for rule in chooser.sample(rules, chooser.randint(0, 3)) for state in rule]
             ending = chooser.choice(rules)
-            conversations.append(history + ending[chooser.randint(0, len(ending) - 1):])
+            states = history + ending[chooser.randint(0, len(ending) - 1) :]
+            if chooser.random() < 0.3 and "user" in states[-1]:  # the user's text, which no rule names
+                states[-1] = {**states[-1], "user": {**states[-1]["user"], "text": f"question {chooser.random()}"}}
+            conversations.append(states)
         matched = 0
         for states in conversations + conversations:  # the second time from memory
             expected = rasa_finds(rule_policy, lookup, states)

@@ -268,24 +268,35 @@ def _remember_rule_matches() -> None:
 def rule_matches(find: Callable[[Any, dict[str, str], list[dict]], set[str]]) -> Callable:
     """``RulePolicy._get_possible_keys`` remembered: ``find(policy, rules, states)`` gives the rules
     (keys of ``rules``) whose states match the conversation's last ``states``. A rule of n states is
-    checked against the last n states only, so the answer depends on the last states, as many as
-    the longest rule of the table has; those states are the key. The tables are the trained
-    policy's and do not change (a new model is a new policy)."""
+    checked against the last n states only, and against the features its states name (a rule that
+    names no user text never reads the text); so the key is the last states, as many as the longest
+    rule has, with only the features some rule names (and which parts each state has). The tables
+    are the trained policy's and do not change (a new model is a new policy)."""
 
     def possible_keys(self: Any, lookup: dict[str, str], states: list[dict]) -> set[str]:
         memos = self.__dict__.setdefault("_njupt_rule_matches", {})
         memo = memos.get(id(lookup))
         if memo is None or memo[0] is not lookup:
-            depth = max((len(self._rule_key_to_state(key)) for key in lookup), default=0)
-            memo = memos[id(lookup)] = (lookup, depth, {})
-        _, depth, seen = memo
+            rules = [self._rule_key_to_state(key) for key in lookup]
+            named = {
+                (part, name)
+                for rule in rules
+                for state in rule
+                for part, named_features in state.items()
+                for name in named_features
+            }
+            memo = memos[id(lookup)] = (lookup, max(map(len, rules), default=0), named, {})
+        _, depth, named, seen = memo
         if not depth:
             return find(self, lookup, states)
         try:
             key = tuple(
-                tuple(sorted((part, tuple(sorted(features.items()))) for part, features in state.items()))
+                tuple(sorted(
+                    (part, bool(features), tuple(sorted(item for item in features.items() if (part, item[0]) in named)))
+                    for part, features in state.items()
+                ))
                 for state in states[-depth:]
-            )
+            )  # fmt: skip
             found = seen.get(key)
         except (TypeError, AttributeError):  # a feature that is not hashable: not remembered
             return find(self, lookup, states)
