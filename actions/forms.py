@@ -173,9 +173,17 @@ def interrupted(tracker: Tracker) -> dict[str, Any]:
     return SlotSet("form_interruptions", (tracker.get_slot("form_interruptions") or 0) + 1)
 
 
+def forms_of(domain: DomainDict) -> dict[str, Any]:
+    """The domain's forms. Rasa sends the domain only to the actions marked ``send_domain`` in
+    domain.yml: an action that reads the forms and is not marked says so, rather than finding none."""
+    if "forms" not in domain:
+        raise ValueError("this action reads the domain: mark it `send_domain: true` in domain.yml")
+    return domain["forms"]
+
+
 def form_slots(form: str, domain: DomainDict) -> list[str]:
     """Every slot a form fills: its questions (domain.yml) and its helper slots."""
-    return list(domain.get("forms", {}).get(form, {}).get("required_slots", [])) + HELPER_SLOTS[form]
+    return list(forms_of(domain).get(form, {}).get("required_slots", [])) + HELPER_SLOTS[form]
 
 
 # --- options ----------------------------------------------------------------------
@@ -411,6 +419,7 @@ class FormValidator(FormValidationAction, ABC):
 
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> list[EventType]:
         requested = tracker.get_slot(REQUESTED_SLOT)
+        forms_of(domain)
         slots = await self.required_slots(self.domain_slots(domain), dispatcher, tracker, domain)
         if requested not in slots:  # the form is starting: nothing was asked yet
             choice = reply_language(tracker)

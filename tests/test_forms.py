@@ -71,7 +71,8 @@ def test_every_registered_action_is_named_in_the_domain():
     """rasa-sdk registers each concrete action; abstract bases (and stray names like action_ask_) are not."""
     executor = ActionExecutor()
     executor.register_package("actions")
-    assert set(executor.actions) <= set(DOMAIN["actions"])
+    named = {action if isinstance(action, str) else next(iter(action)) for action in DOMAIN["actions"]}
+    assert set(executor.actions) <= named
     assert "action_ask_" not in executor.actions
     assert {f"action_ask_{slot}" for slot in VISIT_SLOTS} <= set(executor.actions)
     assert all(not cls.__name__.startswith("Ask_") for cls in Action.__subclasses__())
@@ -80,6 +81,22 @@ def test_every_registered_action_is_named_in_the_domain():
 def test_the_forms_questions_come_from_the_domain():
     assert ValidateVisitForm().domain_slots(DOMAIN) == VISIT_SLOTS
     assert not hasattr(forms, "VISIT_SLOTS")  # no copy of the domain's list in code
+
+
+def test_the_actions_that_read_the_forms_are_sent_the_domain():
+    """Rasa sends the domain only to the actions marked send_domain (enable_selective_domain): the
+    form validators and the actions that empty a form's answers; without it they say so."""
+    marked = {name for action in DOMAIN["actions"] if isinstance(action, dict)
+              for name, options in action.items() if options.get("send_domain")}  # fmt: skip
+    assert {"validate_visit_form", "validate_question_form", "action_finish_visit_request",
+            "action_finish_office_question", "action_open_handoff"} <= marked  # fmt: skip
+    endpoints = yaml.safe_load((DOMAIN_FILE.parent / "endpoints.yml").read_text(encoding="utf-8"))
+    assert endpoints["action_endpoint"]["enable_selective_domain"] is True
+    tracker = tracker_for("Ann Lee", "visitor_name")
+    with pytest.raises(ValueError, match="send_domain"):
+        asyncio.run(ValidateVisitForm().run(CollectingDispatcher(), tracker, {}))
+    with pytest.raises(ValueError, match="send_domain"):
+        forms.form_slots("visit_form", {"slots": {}})
 
 
 # --- entering a form: the language is decided first ------------------------------------

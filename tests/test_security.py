@@ -101,7 +101,11 @@ def test_no_secret_is_on_a_command_line_and_each_process_gets_only_its_own(serve
 def test_the_action_server_runs_actions_only_for_rasa(servers: Servers):
     body = {"next_action": "action_finish_visit_request", "sender_id": "intruder", "tracker": {}, "domain": {}}
     assert httpx.post(f"{servers.action_url}/webhook", json=body).status_code == 403
-    assert httpx.get(f"{servers.action_url}/health").status_code == 200
+    health = httpx.get(f"{servers.action_url}/health", headers={"Origin": "https://evil.example"})
+    assert health.status_code == 200 and not any(h.startswith("access-control-") for h in health.headers)
+    preflight = httpx.options(f"{servers.action_url}/webhook", headers={"Origin": "https://evil.example",
+                              "Access-Control-Request-Method": "POST"})  # fmt: skip
+    assert "access-control-allow-origin" not in preflight.headers
     # and Rasa itself, which has the token, still gets its answers
     status, replies = post(f"{servers.rasa_url}/webhooks/rest/webhook", {"sender": "sec-1", "message": "hello"})
     assert status == 200 and replies[0]["text"] == say("greet", "en")

@@ -87,7 +87,8 @@ def endpoints_file(action_url: str, redis: bool, key_prefix: str = LOCK_KEY_PREF
     environment (Rasa expands ``${ACTION_SERVER_TOKEN}``), so the file holds no secret. With
     ``redis``, Rasa's lock store on Redis (``bot.plugins.locks``, which reads ``REDIS_URL``)."""
     endpoints = yaml.safe_load((ROOT / "endpoints.yml").read_text(encoding="utf-8"))
-    endpoints["action_endpoint"] = {"url": action_url, "headers": {"X-Action-Token": "${ACTION_SERVER_TOKEN}"}}
+    endpoints["action_endpoint"] = {**endpoints["action_endpoint"], "url": action_url,
+                                    "headers": {"X-Action-Token": "${ACTION_SERVER_TOKEN}"}}  # fmt: skip
     if redis:
         endpoints["lock_store"] = {"type": "bot.plugins.locks.EnvRedisLockStore", "key_prefix": key_prefix}
     text = yaml.safe_dump(endpoints, sort_keys=False)
