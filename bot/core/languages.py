@@ -151,11 +151,18 @@ def _opencc(config: str):
     return opencc.OpenCC(config)
 
 
+# OpenCC here is pure Python (about 50 µs for a short phrase): the texts converted again and again
+# (language names, the answers' facts) are converted once.
+CONVERTED = 4096
+
+
+@functools.lru_cache(maxsize=CONVERTED)
 def to_simplified(text: str) -> str:
     """Traditional to Simplified Chinese, character for character (same length)."""
     return _opencc("t2s").convert(text) if HAN.search(text) else text
 
 
+@functools.lru_cache(maxsize=CONVERTED)
 def to_traditional(text: str) -> str:
     """Simplified to Traditional Chinese (Taiwan standard characters)."""
     return _opencc("s2tw").convert(text) if HAN.search(text) else text
@@ -300,6 +307,11 @@ def _fold(text: str) -> str:
     return to_simplified(text).replace("ё", "е")
 
 
+@functools.lru_cache(maxsize=CONVERTED)
+def _folded_name(name: str) -> str:
+    return _fold(name)
+
+
 def requested_language(text: str) -> str | None:
     """The language a message names ("answer in Chinese", "/lang ru"), by the
     ``names`` of data/languages.yml; the longest name found wins."""
@@ -311,7 +323,7 @@ def requested_language(text: str) -> str | None:
     best: tuple[int, str] | None = None
     for lang in reg.languages.values():
         for name in lang.names:
-            if _fold(name) in folded and (best is None or len(name) > best[0]):
+            if _folded_name(name) in folded and (best is None or len(name) > best[0]):
                 best = (len(name), lang.code)
     return best[1] if best else None
 
