@@ -173,3 +173,26 @@ def test_a_new_conversation_is_stored_with_its_first_turn_in_one_save(store):
     read = asyncio.run(store.retrieve("new"))
     assert [e.as_dict() for e in read.events] == [e.as_dict() for e in tracker.events]
     assert isinstance(read.events[0], ActionExecuted) and read.events[0].action_name == "action_listen"
+
+
+def test_a_turn_that_cannot_be_stored_stores_nothing_and_the_next_one_is_stored(store):
+    """A lone surrogate (SQLite cannot encode it) or a NUL (PostgreSQL refuses it) in a column of
+    its own (the intent's name; the text is escaped in the event's JSON) fails that save as a
+    whole: none of the turn's events are kept, and the connection goes back to the pool without a
+    transaction left open, so the next save of the conversation is stored."""
+    asyncio.run(store.save(DialogueStateTracker.from_events("broken", conversation(1), DOMAIN.slots)))
+    before = stored_count(store, "broken")
+    tracker = asyncio.run(store.retrieve("broken"))
+    tracker.update(ActionExecuted("action_listen"))
+    tracker.update(UserUttered("bad text", {"name": "greet\ud800\x00", "confidence": 1.0}))
+    with pytest.raises(Exception):  # noqa: B017 (each driver has its own error)
+        asyncio.run(store.save(tracker))
+    assert stored_count(store, "broken") == before
+    store.forget("broken")
+    tracker = asyncio.run(store.retrieve("broken"))
+    for event in turn(7):
+        tracker.update(event)
+    asyncio.run(store.save(tracker))
+    assert stored_count(store, "broken") == before + len(turn(7))
+    full = asyncio.run(store.retrieve_full_tracker("broken"))
+    assert [e.text for e in full.events if isinstance(e, UserUttered)][-1] == "question 7"

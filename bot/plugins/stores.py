@@ -70,6 +70,8 @@ LATEST = "_njupt_latest_event_id"
 # The index that makes the latest event id of one conversation one lookup on PostgreSQL, however
 # many events it has (Rasa's own index is on sender_id alone).
 LATEST_INDEX = "CREATE INDEX IF NOT EXISTS ix_events_sender_id_id ON events (sender_id, id)"
+# The events table's columns that a saved event fills (``_row``).
+ROW_COLUMNS = ("sender_id", "type_name", "timestamp", "intent_name", "action_name", "data")
 # Conversations whose tracker is kept in memory between messages (the least recent leaves first).
 CACHED_CONVERSATIONS = 1000
 
@@ -157,6 +159,14 @@ class EnvSQLTrackerStore(SQLTrackerStore):
         table = self.SQLEvent.__table__
         self._latest_query = sa.select(sa.func.max(table.c.id)).where(table.c.sender_id == sa.bindparam("sender_id"))
         self._insert = table.insert()
+        # On SQLite a turn is appended straight on the driver: SQLAlchemy's own work was two thirds of
+        # a save (100 against 40 µs for five events). PostgreSQL keeps SQLAlchemy, which sends the rows
+        # in one statement where psycopg2's executemany would make a round trip of each.
+        self._sqlite_append = None
+        if sqlite:
+            insert = self._insert.compile(dialect=self.engine.dialect, column_keys=list(ROW_COLUMNS))
+            latest = self._latest_query.compile(dialect=self.engine.dialect)
+            self._sqlite_append = (insert.string, insert.positiontup, latest.string)
 
     def _latest_id(self, connection: Any, sender_id: str) -> int | None:
         """The id of the conversation's latest stored event (one indexed query, compiled once)."""
@@ -237,15 +247,36 @@ class EnvSQLTrackerStore(SQLTrackerStore):
         rows = [self._row(sender_id, event) for event in new]
         latest = getattr(tracker, LATEST, None)
         if rows or latest is None:
-            with self.engine.begin() as connection:
-                if rows:
-                    connection.execute(self._insert, rows)  # executemany: one statement, compiled once
-                # The lock store keeps other replicas off this conversation: the latest is ours.
-                latest = self._latest_id(connection, sender_id)
+            latest = self._append(sender_id, rows)
         self._unstored.discard(sender_id)
         setattr(tracker, STORED, len(tracker.events))
         setattr(tracker, LATEST, latest)
         self._keep(tracker)
+
+    def _append(self, sender_id: str, rows: list[dict[str, Any]]) -> int | None:
+        """Appends the rows and reads the conversation's latest event id back, in one transaction.
+        The lock store keeps other replicas off this conversation: the latest is ours."""
+        if self._sqlite_append is None:
+            with self.engine.begin() as connection:
+                if rows:
+                    connection.execute(self._insert, rows)  # executemany: one statement, compiled once
+                return self._latest_id(connection, sender_id)
+        insert, columns, latest_query = self._sqlite_append
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            if rows:
+                cursor.executemany(insert, [tuple(row[column] for column in columns) for row in rows])
+            cursor.execute(latest_query, (sender_id,))
+            latest = cursor.fetchone()[0]
+            cursor.close()
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()  # back to the pool
+        return latest
 
     @staticmethod
     def _row(sender_id: str, event: Any) -> dict[str, Any]:
