@@ -38,6 +38,7 @@ from collections.abc import Awaitable
 from typing import Any, TypeVar
 from urllib.parse import quote, urlsplit
 
+import uvloop
 from telegram.error import Conflict, InvalidToken, NetworkError, TelegramError
 from telegram.ext import Application
 
@@ -271,7 +272,7 @@ def main(argv: list[str] | None = None) -> int:
         logger.error("Telegram: off (set TELEGRAM_BOT_TOKEN)")
         return 2
     warm_up()  # the language detector, now rather than on the first message
-    return asyncio.run(_serve(settings, args.rasa_url, args.timeout))
+    return uvloop.run(_serve(settings, args.rasa_url, args.timeout))  # libuv's event loop, as Rasa's
 
 
 if __name__ == "__main__":
