@@ -185,8 +185,8 @@ def test_debug_log_arguments_are_copied_only_when_the_debug_log_keeps_them():
             module.copy = copy
 
 
-async def test_a_custom_action_reads_the_tracker_itself_and_every_other_action_a_copy():
-    from rasa.core.actions.action import ActionListen
+async def test_actions_that_only_read_the_tracker_are_lent_it_and_every_other_action_gets_a_copy():
+    from rasa.core.actions.action import ActionDeactivateLoop, ActionListen, ActionSessionStart
     from rasa.core.policies.policy import PolicyPrediction
     from rasa.core.processor import MessageProcessor
     from rasa.shared.core.trackers import DialogueStateTracker
@@ -207,10 +207,11 @@ async def test_a_custom_action_reads_the_tracker_itself_and_every_other_action_a
         with_events = PolicyPrediction([], "RulePolicy", events=[SlotSet("offer", "visit")])
         remote = RemoteAction("action_answer_question", None)
 
-        given = await MessageProcessor._run_action(None, remote, tracker, None, None, plain)
-        assert given is tracker
-        assert tracker.copy() is not tracker  # lent once, for that action only
-        for action, prediction in ((remote, with_events), (ActionListen(), plain)):
+        for reader in (remote, ActionListen(), ActionSessionStart()):
+            given = await MessageProcessor._run_action(None, reader, tracker, None, None, plain)
+            assert given is tracker
+            assert tracker.copy() is not tracker  # lent once, for that action only
+        for action, prediction in ((remote, with_events), (ActionDeactivateLoop(), plain)):
             given = await MessageProcessor._run_action(None, action, tracker, None, None, prediction)
             assert given is not tracker and given.current_state() == tracker.current_state()
     finally:

@@ -26,8 +26,9 @@
   builds a debug-log argument and nothing else.
 * Before running an action Rasa replays the whole tracker into a copy, which it
   throws away if the action is rejected. A custom action only reads the tracker
-  (its JSON is sent to the action server; the answer comes back as events), so
-  when the policies added no events the action is given the tracker itself.
+  (its JSON is sent to the action server; the answer comes back as events), as do
+  Rasa's "listen" and "session start": when the policies added no events, these
+  are given the tracker itself.
 * ``RulePolicy`` tries each of its rules against the conversation's states at
   every prediction. Which rules apply depends only on the last states, as many
   as the longest rule has: here the answer is remembered for those states
@@ -77,19 +78,21 @@ def _copy_for_debug_log_only() -> None:
 
 
 def _no_copy_for_custom_actions() -> None:
-    from rasa.core.actions.action import RemoteAction
+    from rasa.core.actions.action import ActionListen, ActionSessionStart, RemoteAction
     from rasa.core.processor import MessageProcessor
     from rasa.shared.core.trackers import DialogueStateTracker
 
+    readers = (RemoteAction, ActionListen, ActionSessionStart)  # their run() only reads the tracker
     run_action = MessageProcessor._run_action
     replay = DialogueStateTracker.copy
 
     async def _run_action(self: MessageProcessor, action: Any, tracker: DialogueStateTracker, *args: Any,
                           **kwargs: Any) -> bool:  # fmt: skip
-        """Rasa's ``_run_action``; its copy of the tracker is the tracker itself for a custom action
-        when the prediction brought no events (``tracker.copy`` is its first use of the tracker)."""
+        """Rasa's ``_run_action``; its copy of the tracker is the tracker itself for an action that
+        only reads it when the prediction brought no events (``tracker.copy`` is its first use of
+        the tracker)."""
         prediction = kwargs.get("prediction", args[2] if len(args) > 2 else None)
-        if type(action) is RemoteAction and prediction is not None and not prediction.events:
+        if type(action) in readers and prediction is not None and not prediction.events:
             tracker.__dict__["_njupt_lend"] = True
         try:
             return await run_action(self, action, tracker, *args, **kwargs)
@@ -97,7 +100,7 @@ def _no_copy_for_custom_actions() -> None:
             tracker.__dict__.pop("_njupt_lend", None)
 
     def copy_tracker(self: DialogueStateTracker) -> DialogueStateTracker:
-        """Rasa's ``DialogueStateTracker.copy``, or the tracker itself once when lent to a custom action."""
+        """Rasa's ``DialogueStateTracker.copy``, or the tracker itself once when lent to an action."""
         if self.__dict__.pop("_njupt_lend", False):
             return self
         return replay(self)
