@@ -216,3 +216,21 @@ async def test_actions_that_only_read_the_tracker_are_lent_it_and_every_other_ac
             assert given is not tracker and given.current_state() == tracker.current_state()
     finally:
         MessageProcessor._run_action, DialogueStateTracker.copy = rasa_run_action, rasa_copy
+
+
+def test_remembered_event_kinds_are_those_rasa_finds():
+    from rasa.shared.core.events import Event
+    from rasa.shared.utils.common import all_subclasses
+
+    from bot.plugins.speedups import event_kinds
+
+    rasa_resolves = Event.resolve_by_type
+    remembered = event_kinds(rasa_resolves)
+    names = {kind.type_name for kind in all_subclasses(Event)}
+    assert {"user", "bot", "slot", "action", "active_loop", "session_started"} <= names
+    for name in sorted(names) * 2:  # the second time from memory
+        assert remembered(name) is rasa_resolves(name)
+    assert remembered("no_such_event", SlotSet) is SlotSet
+    assert remembered("topic") is None
+    with pytest.raises(ValueError, match="Unknown event name"):
+        remembered("no_such_event")
