@@ -234,3 +234,39 @@ def test_remembered_event_kinds_are_those_rasa_finds():
     assert remembered("topic") is None
     with pytest.raises(ValueError, match="Unknown event name"):
         remembered("no_such_event")
+
+
+def test_kept_past_states_are_rasas_and_follow_the_events():
+    from collections import deque
+
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    from bot.core.paths import ROOT
+    from bot.plugins.speedups import past_states_kept
+
+    domain = Domain.load(ROOT / "domain.yml")
+    rasa_states = DialogueStateTracker.past_states
+    kept = past_states_kept(rasa_states)
+    tracker = DialogueStateTracker("someone", domain.slots)
+    events = [
+        ActionExecuted("action_session_start"), SessionStarted(), ActionExecuted("action_listen"),
+        UserUttered("I want to visit", {"name": "request_visit", "confidence": 0.9}),
+        ActionExecuted("visit_form"), ActiveLoop("visit_form"), SlotSet("requested_slot", "visitor_name"),
+        BotUttered("Your name?"), ActionExecuted("action_listen"),
+        UserUttered("Ann Lee", {"name": "inform", "confidence": 0.8}), SlotSet("visitor_name", "Ann Lee"),
+        ActionExecuted("visit_form"), ActiveLoop(None), SlotSet("requested_slot", None),
+        ActionExecuted("action_listen"), UserUttered("thanks", {"name": "thank", "confidence": 0.9}),
+    ]  # fmt: skip
+    for event in events:
+        tracker.update(event, domain)
+        for options in ({}, {"omit_unset_slots": True}, {"ignore_rule_only_turns": True}):
+            expected = rasa_states(tracker, domain, **options)
+            first = kept(tracker, domain, **options)
+            assert first == expected
+            for state in first:  # Rasa's featurizers edit the states they are given
+                for features in state.values():
+                    features.clear()
+            assert kept(tracker, domain, **options) == expected
+    tracker.events = deque(list(tracker.events)[-4:])  # the events replaced (the store's trimming)
+    assert kept(tracker, domain) == rasa_states(tracker, domain)

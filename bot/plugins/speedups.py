@@ -32,6 +32,10 @@
 * Rasa finds the class of each event it reads (from the action server, from the
   database) by walking all subclasses of ``Event`` again: 27 µs an event. Here each
   kind's class is remembered once found (``event_kinds``).
+* ``RulePolicy`` turns the tracker into states twice at each prediction (once for
+  the user's text, once for the intent) by replaying its events; here the states
+  of a tracker are kept until its events change (``past_states_kept``), and each
+  caller gets its own copy (Rasa's callers edit them).
 * ``RulePolicy`` tries each of its rules against the conversation's states at
   every prediction. Which rules apply depends only on the last states, as many
   as the longest rule has: here the answer is remembered for those states
@@ -64,6 +68,7 @@ def install() -> None:
     _no_copy_for_custom_actions()
     _remember_rule_matches()
     _remember_event_kinds()
+    _keep_past_states()
 
 
 def _copy_for_debug_log_only() -> None:
@@ -337,3 +342,28 @@ def event_kinds(resolve: Callable[..., Any]) -> Callable[..., Any]:
         return found
 
     return resolve_by_type
+
+
+def _keep_past_states() -> None:
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    DialogueStateTracker.past_states = past_states_kept(DialogueStateTracker.past_states)
+
+
+def past_states_kept(compute: Callable[..., list[dict]]) -> Callable[..., list[dict]]:
+    """``DialogueStateTracker.past_states``, computed once for the same tracker, events, domain and
+    options: the states are made by replaying the events alone, so they change when the events do
+    (an event added, or the events replaced). Each call returns its own copy of the states."""
+
+    def past_states(self: Any, domain: Any, omit_unset_slots: bool = False, ignore_rule_only_turns: bool = False,
+                    rule_only_data: dict[str, Any] | None = None) -> list[dict]:  # fmt: skip
+        events = self.events
+        made_from = (domain, events, events[-1] if events else None, rule_only_data)  # the same objects
+        options = (len(events), omit_unset_slots, ignore_rule_only_turns)  # equal values
+        kept = self.__dict__.get("_njupt_past_states")
+        if kept is None or kept[1] != options or any(a is not b for a, b in zip(kept[0], made_from, strict=True)):
+            states = compute(self, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data)
+            kept = self.__dict__["_njupt_past_states"] = (made_from, options, states)
+        return [{part: dict(features) for part, features in state.items()} for state in kept[2]]
+
+    return past_states
