@@ -398,7 +398,8 @@ def test_bot_endpoints_prints_the_file_a_replica_on_another_machine_needs_withou
     assert "s3cret" not in result.stdout
     endpoints = yaml.safe_load(result.stdout)
     assert endpoints["action_endpoint"] == {"url": "http://lb.internal:5055/webhook",
-                                            "headers": {"X-Action-Token": "${ACTION_SERVER_TOKEN}"}}  # fmt: skip
+                                            "headers": {"X-Action-Token": "${ACTION_SERVER_TOKEN}"},
+                                            "enable_selective_domain": True}  # fmt: skip
     assert endpoints["lock_store"] == {"type": "bot.plugins.locks.EnvRedisLockStore", "key_prefix": "njupt"}
     assert endpoints["tracker_store"] == {"type": "bot.plugins.stores.EnvSQLTrackerStore"}
 

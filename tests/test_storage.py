@@ -188,6 +188,9 @@ def test_bot_conversations_purge_deletes_idle_conversations_whole(database_url, 
 
 def test_two_action_servers_saving_at_once_lose_nothing(tmp_path):
     """Two real action-server processes run the saving action at the same time."""
+    from rasa.shared.core.domain import Domain
+
+    domain = Domain.load(ROOT / "domain.yml").as_dict()  # Rasa sends it to this action (send_domain)
     url = f"sqlite:///{tmp_path / 'bot.db'}"
     RequestStore(url)
     env = {**os.environ, "DATABASE_URL": url, "PYTHONPATH": str(ROOT)}
@@ -209,7 +212,7 @@ def test_two_action_servers_saving_at_once_lose_nothing(tmp_path):
                      "purpose": "lecture", "arrival_date": "2030-05-10", "departure_date": "2030-05-11",
                      "visit_notes": "", "visit_confirmed": True, "language": "en"}  # fmt: skip
             body = {"next_action": "action_finish_visit_request", "sender_id": f"s{i}", "version": "3.6.2",
-                    "domain": {}, "tracker": {"sender_id": f"s{i}", "slots": slots, "latest_message": {},
+                    "domain": domain, "tracker": {"sender_id": f"s{i}", "slots": slots, "latest_message": {},
                                               "events": [], "paused": False, "followup_action": None,
                                               "active_loop": {}, "latest_action_name": "visit_form"}}  # fmt: skip
             request = urllib.request.Request(f"http://127.0.0.1:{ports[i % 2]}/webhook",
